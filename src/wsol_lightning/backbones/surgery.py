@@ -1,0 +1,75 @@
+"""In-place stride surgery on timm stages (no dilation, as the WSOL papers do)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+
+def remove_downsampling(stage: nn.Module) -> None:
+    """Make ``stage`` keep its input resolution: strides of 2 become 1, 2x2/stride-2 pools go.
+
+    Convolutions keep their kernels and padding (so a 3x3 pad-1 conv keeps the size); a pool whose
+    kernel equals its stride (ResNet-D average down-sampling, VGG's pools) is replaced by identity; a
+    3x3 pad-1 max-pool gets stride 1.
+    """
+    for parent in stage.modules():
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d) and child.stride != (1, 1):
+                child.stride = (1, 1)
+            elif isinstance(child, (nn.MaxPool2d, nn.AvgPool2d)):
+                kernel, stride = _pair(child.kernel_size), _pair(child.stride)
+                if stride == (1, 1):
+                    continue
+                if kernel == stride:
+                    setattr(parent, child_name, nn.Identity())
+                else:
+                    child.stride = 1
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+class _StrideOneInceptionB(nn.Module):
+    """Mixed_6a with stride 1 and 'same' padding (the SPG/ACoL/BAS InceptionV3 variant)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        for conv in (block.branch3x3.conv, block.branch3x3dbl_3.conv):
+            conv.stride, conv.padding = (1, 1), (1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.block
+        branch3x3 = b.branch3x3(x)
+        branch3x3dbl = b.branch3x3dbl_3(b.branch3x3dbl_2(b.branch3x3dbl_1(x)))
+        branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        return torch_cat([branch3x3, branch3x3dbl, branch_pool])
+
+
+def torch_cat(tensors: list[Tensor]) -> Tensor:
+    """Concatenate along channels."""
+    import torch
+
+    return torch.cat(tensors, dim=1)
+
+
+def widen_inception_v3(stages: Sequence[nn.Sequential]) -> None:
+    """Turn timm's valid-padded InceptionV3 into the WSOL variant with Mixed_6e at 28x28 (224 input).
+
+    The stem convs that timm runs without padding get padding 1, the stem max-pools padding 1 (so the
+    stem halves exactly: 224 -> 112 -> 56 -> 28), and Mixed_6a runs at stride 1.
+    """
+    modules = {name: module for stage in stages for name, module in stage.named_children()}
+    for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_4a_3x3"):
+        if name in modules:
+            modules[name].conv.padding = (1, 1)
+    for name in ("Pool1", "Pool2"):
+        if name in modules:
+            modules[name].padding = 1
+    for stage in stages:
+        if "Mixed_6a" in stage._modules:
+            stage._modules["Mixed_6a"] = _StrideOneInceptionB(stage._modules["Mixed_6a"])

@@ -1,0 +1,83 @@
+"""Offline-first weight loading for timm trunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+_OFFLINE_HELP = (
+    "Could not fetch pretrained weights for '{name}' (no network here?). Download the weights file once "
+    "on a machine with network access (e.g. `timm.create_model('{name}', pretrained=True)` then "
+    "`torch.save(model.state_dict(), 'w.pth')`) and pass its path: `pretrained: /path/to/w.pth` "
+    "(--model.init_args.pretrained /path/to/w.pth). Original error: {error}"
+)
+
+
+def create_timm_model(name: str, pretrained: bool | str, **kwargs: object) -> nn.Module:
+    """Create a timm model, with weights from timm's hub (``True``) or from a local file (a path).
+
+    Args:
+        name: timm model name.
+        pretrained: ``False`` for random init, ``True`` for timm's weights (needs network once),
+            or the path of a local ``.pth``/``.safetensors`` file.
+        **kwargs: forwarded to :func:`timm.create_model`.
+
+    Raises:
+        FileNotFoundError: the weights path does not exist.
+        RuntimeError: ``pretrained=True`` and the weights could not be fetched (says how to pass a file).
+    """
+    if isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file not found: {path}")
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        load_weights_file(model, path, strict=False)
+        return model
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as error:  # hub, network, SSL errors all end here
+        raise RuntimeError(_OFFLINE_HELP.format(name=name, error=error)) from error
+
+
+def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) -> list[str]:
+    """Load a state dict file into ``model`` safely (``weights_only=True``, never unpickling code).
+
+    Classifier weights whose shapes differ (another number of classes) are dropped. Keys of the file that
+    the model does not have, and model keys missing from the file, are reported; with ``strict=True``
+    any difference is an error naming the keys.
+
+    Returns:
+        The model keys that kept their initial values (missing from the file or dropped).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    if strict and (mismatched or unexpected or missing):
+        raise RuntimeError(
+            f"{path} does not match the model: missing keys {missing[:10]}, unexpected keys "
+            f"{unexpected[:10]}, shape mismatches {mismatched[:10]}"
+        )
+    if len(missing) == len(own):
+        raise RuntimeError(f"{path}: none of its keys match the model (first file keys: {list(state)[:5]})")
+    filtered = {k: v for k, v in state.items() if k in own and k not in mismatched}
+    model.load_state_dict(filtered, strict=False)
+    return missing + mismatched
