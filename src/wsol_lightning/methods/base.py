@@ -1,0 +1,285 @@
+"""WSOLModule: the Lightning steps every WSOL method shares.
+
+A method subclasses :class:`WSOLModule` and implements three things:
+
+* ``forward(images) -> dict`` with at least ``"logits"`` ``(B, C)``;
+* ``training_losses(batch) -> dict`` of named loss terms, each already weighted, plus ``"loss"``
+  (their sum); every term is logged as ``train/<name>`` and checked for NaN/inf;
+* ``localization_maps(outputs, classes) -> (B, h, w)`` raw maps of the given classes.
+
+The base does the rest: the evaluation protocol (maps of the GT class, bicubic upsampling to the
+image, min-max normalisation, MaxBoxAcc/PxAP, top-1/top-5 aware localisation accuracy at the
+operating threshold chosen on **val** and reused on test), prediction, optimizer parameter groups
+and learning-rate schedules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from wsol_lightning.methods.evaluation import LocalizationEvaluator
+from wsol_lightning.methods.optim import build_optimizer, build_scheduler
+from wsol_lightning.types import WSOLBatch, WSOLPrediction
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite."""
+
+
+class WSOLModule(L.LightningModule):
+    """Shared training, evaluation, prediction and optimisation for WSOL methods.
+
+    Args:
+        backbone: timm model name of the trunk.
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        pretrained: ``False``, ``True`` (timm's weights) or the path of a local weights file.
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        lr: base learning rate (backbone weights).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        weight_decay: weight decay for every group.
+        backbone_lr_mult: lr multiplier of pretrained backbone weights.
+        backbone_bias_lr_mult: lr multiplier of pretrained backbone biases.
+        head_lr_mult: lr multiplier of new layers' weights.
+        head_bias_lr_mult: lr multiplier of new layers' biases.
+        lr_scheduler: ``"multistep"`` (x ``lr_gamma`` at ``lr_milestones`` epochs), ``"step"``
+            (x ``lr_gamma`` every ``lr_step_size`` epochs), ``"cosine"`` (to 0 at ``max_epochs``),
+            ``"poly"`` (power ``lr_poly_power`` over the run's steps) or ``"none"``.
+        lr_milestones: epochs of the multistep decay.
+        lr_step_size: period (epochs) of the step decay.
+        lr_gamma: decay factor.
+        lr_poly_power: power of the poly schedule.
+        iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
+        cam_curve_interval: spacing of the CAM threshold grid.
+        multi_contour: all contours (MaxBoxAccV2) or the largest (V1).
+        operating_threshold: fixed operating threshold for GT-known/Top-1/Top-5 Loc and prediction.
+            ``None`` (default): chosen on the val split (best BoxAcc@50) and stored in checkpoints.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 200,
+        pretrained: bool | str = False,
+        optimizer: Literal["sgd", "adam", "adamw"] = "sgd",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        backbone_lr_mult: float = 1.0,
+        backbone_bias_lr_mult: float = 1.0,
+        head_lr_mult: float = 10.0,
+        head_bias_lr_mult: float = 10.0,
+        lr_scheduler: Literal["multistep", "step", "cosine", "poly", "none"] = "multistep",
+        lr_milestones: Sequence[int] = (),
+        lr_step_size: int = 30,
+        lr_gamma: float = 0.1,
+        lr_poly_power: float = 0.9,
+        iou_thresholds: Sequence[int] = (30, 50, 70),
+        cam_curve_interval: float = 0.001,
+        multi_contour: bool = True,
+        operating_threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        # Collects the arguments of the subclass's __init__ too (Lightning walks the __init__ frames).
+        self.save_hyperparameters()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        self.evaluator = LocalizationEvaluator(
+            iou_thresholds=tuple(iou_thresholds), cam_curve_interval=cam_curve_interval,
+            multi_contour=multi_contour,
+        )
+        top5 = min(5, num_classes)
+        self.top1_cls = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
+        self.top5_cls = MulticlassAccuracy(num_classes=num_classes, top_k=top5, average="micro")
+        fixed = math.nan if operating_threshold is None else float(operating_threshold)
+        self.register_buffer("operating_threshold", torch.tensor(fixed, dtype=torch.float64))
+
+    # ------------------------------------------------------------------ to implement
+    def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        """Return at least ``{"logits": (B, C)}`` for images ``(B, 3, H, W)``."""
+        raise NotImplementedError
+
+    def training_losses(self, batch: WSOLBatch) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        """Return the weighted loss terms and their sum under ``"loss"``."""
+        raise NotImplementedError
+
+    def localization_maps(self, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:  # pragma: no cover
+        """Return raw maps ``(B, h, w)`` of ``classes`` ``(B,)`` from ``forward`` outputs."""
+        raise NotImplementedError
+
+    def head_modules(self) -> Iterable[nn.Module]:
+        """Modules trained from scratch (higher lr); everything else is the pretrained backbone."""
+        return ()
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor:
+        """Compute, check and log the loss terms."""
+        losses = self.training_losses(batch)
+        for name, value in losses.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {value.detach().float().cpu().tolist()} at global step "
+                    f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); lower the lr, "
+                    "enable gradient clipping (--trainer.gradient_clip_val) or check the data"
+                )
+        batch_size = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size,
+                      prog_bar=False, sync_dist=False)
+        self.log("train/loss", losses["loss"].detach(), prog_bar=True, batch_size=batch_size)
+        return losses["loss"]
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_maps(self, batch: WSOLBatch) -> tuple[Tensor, Tensor]:
+        """Return logits ``(B, C)`` and GT-class maps normalised at image size ``(B, H, W)``."""
+        outputs = self(batch["image"])
+        maps = self.localization_maps(outputs, batch["label"])
+        return outputs["logits"], self.normalize_to_image(maps, batch["image"].shape[-2:])
+
+    @staticmethod
+    def normalize_to_image(maps: Tensor, size: Sequence[int]) -> Tensor:
+        """Upsample ``(B, h, w)`` maps bicubically to ``size`` (float64) and min-max them to [0, 1].
+
+        This is wsolevaluation's order (resize, then normalise); a constant or non-finite map becomes
+        zeros.
+        """
+        maps = maps.detach().to(torch.float64)
+        maps = F.interpolate(maps[:, None], size=tuple(size), mode="bicubic", align_corners=False)[:, 0]
+        from wsol_lightning.metrics.functional import normalize_maps
+
+        return normalize_maps(maps)
+
+    def _evaluation_step(self, batch: WSOLBatch, stage: str) -> None:
+        logits, maps = self.evaluation_maps(batch)
+        labels = batch["label"]
+        self.top1_cls.update(logits, labels)
+        self.top5_cls.update(logits, labels)
+        self.evaluator.update(maps, batch, logits)
+
+    def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
+        """Accumulate val metrics."""
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: WSOLBatch, batch_idx: int) -> None:
+        """Accumulate test metrics."""
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        """Choose the operating threshold on val (unless fixed) and log every metric."""
+        if self.trainer.sanity_checking:
+            self._reset_eval_metrics()
+            return
+        self._log_eval_metrics("val", choose_threshold=True)
+
+    def on_test_start(self) -> None:
+        """Choose the operating threshold on the val split first if no run has chosen one yet."""
+        if math.isnan(float(self.operating_threshold)):
+            self._choose_threshold_on_val()
+
+    @torch.no_grad()
+    def _choose_threshold_on_val(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            return
+        evaluator = LocalizationEvaluator(
+            iou_thresholds=self.evaluator.box.iou_thresholds, cam_curve_interval=self.hparams.cam_curve_interval,
+            multi_contour=self.hparams.multi_contour,
+        ).to(self.device)
+        for batch in datamodule.val_dataloader():
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            logits, maps = self.evaluation_maps(batch)
+            evaluator.update(maps, batch, logits)
+        results = evaluator.compute()
+        if "best_threshold" in results:
+            self.operating_threshold.fill_(float(results["best_threshold"]))
+
+    def on_test_epoch_end(self) -> None:
+        """Log test metrics at the operating threshold chosen on val."""
+        self._log_eval_metrics("test", choose_threshold=False)
+
+    def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
+        results = self.evaluator.compute()
+        if choose_threshold and self.hparams.get("operating_threshold") is None and "best_threshold" in results:
+            self.operating_threshold.fill_(float(results["best_threshold"]))
+        threshold = float(self.operating_threshold)
+        if math.isnan(threshold):
+            threshold = self.evaluator.fallback_threshold(stage)
+        results.update(self.evaluator.accuracy_at(threshold))
+        results["operating_threshold"] = torch.tensor(threshold)
+        results["top1_cls"] = self.top1_cls.compute() * 100
+        results["top5_cls"] = self.top5_cls.compute() * 100
+        self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
+                       if k != "best_threshold"}, sync_dist=False)
+        self._reset_eval_metrics()
+
+    def _reset_eval_metrics(self) -> None:
+        self.evaluator.reset()
+        self.top1_cls.reset()
+        self.top5_cls.reset()
+
+    # ------------------------------------------------------------------ prediction
+    def predict_step(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> WSOLPrediction:
+        """Return class scores, the normalised map of the top-1 class and its boxes per image."""
+        outputs = self(batch["image"])
+        logits = outputs["logits"]
+        pred_class = logits.argmax(dim=1)
+        maps = self.normalize_to_image(self.localization_maps(outputs, pred_class), batch["image"].shape[-2:])
+        threshold = float(self.operating_threshold)
+        if math.isnan(threshold):
+            threshold = self.evaluator.default_threshold
+        from wsol_lightning.metrics.functional import boxes_at_threshold
+
+        boxes = [boxes_at_threshold(m, threshold) for m in maps]
+        prediction: WSOLPrediction = {
+            "logits": logits, "pred_class": pred_class, "maps": maps.float(), "boxes": boxes,
+            "threshold": threshold,
+        }
+        for key in ("index", "image_id"):
+            if key in batch:
+                prediction[key] = batch[key]  # type: ignore[literal-required]
+        return prediction
+
+    # ------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier."""
+        head_ids = {id(p) for m in self.head_modules() for p in m.parameters()}
+        groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("bw", "bb", "hw", "hb")}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_bias = param.ndim <= 1
+            key = ("h" if id(param) in head_ids else "b") + ("b" if is_bias else "w")
+            groups[key].append(param)
+        hp = self.hparams
+        mults = {"bw": hp.backbone_lr_mult, "bb": hp.backbone_bias_lr_mult, "hw": hp.head_lr_mult,
+                 "hb": hp.head_bias_lr_mult}
+        names = {"bw": "backbone_weights", "bb": "backbone_biases", "hw": "head_weights", "hb": "head_biases"}
+        return [{"params": ps, "lr": hp.lr * mults[k], "name": names[k]} for k, ps in groups.items() if ps]
+
+    def configure_optimizers(self) -> Any:
+        """Build the optimizer over :meth:`parameter_groups` and the epoch-wise LR schedule."""
+        hp = self.hparams
+        optimizer = build_optimizer(self.parameter_groups(), hp.optimizer, hp.lr, hp.momentum, hp.nesterov,
+                                    hp.weight_decay)
+        total_steps = None
+        if hp.lr_scheduler == "poly":
+            total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(
+            optimizer, hp.lr_scheduler, milestones=hp.lr_milestones, step_size=hp.lr_step_size,
+            gamma=hp.lr_gamma, max_epochs=max(1, self.trainer.max_epochs or 1), total_steps=total_steps,
+            poly_power=hp.lr_poly_power,
+        )
+        if scheduler is None:
+            return optimizer
+        interval = "step" if hp.lr_scheduler == "poly" else "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

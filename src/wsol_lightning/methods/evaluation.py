@@ -1,0 +1,83 @@
+"""The localisation metrics a WSOL module accumulates during val and test."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from wsol_lightning.metrics import MaxBoxAcc, PxAP
+from wsol_lightning.types import WSOLBatch
+
+
+class LocalizationEvaluator(nn.Module):
+    """MaxBoxAcc (with top-1/top-5 hit counters) on images with boxes, PxAP/PIoU on images with masks.
+
+    Args:
+        iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
+        cam_curve_interval: spacing of the CAM threshold grid.
+        multi_contour: all contours (MaxBoxAccV2 protocol) or the largest one (V1).
+        default_threshold: operating threshold used only where none was chosen on val nor given
+            (prediction on a never-validated model); a warning says so.
+    """
+
+    def __init__(self, iou_thresholds: tuple[int, ...] = (30, 50, 70), cam_curve_interval: float = 0.001,
+                 multi_contour: bool = True, default_threshold: float = 0.2) -> None:
+        super().__init__()
+        self.box = MaxBoxAcc(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval,
+                             multi_contour=multi_contour)
+        self.pixel = PxAP(cam_curve_interval=cam_curve_interval)
+        self.default_threshold = default_threshold
+        self.loc_iou = 50 if 50 in iou_thresholds else iou_thresholds[len(iou_thresholds) // 2]
+
+    def update(self, maps: Tensor, batch: WSOLBatch, logits: Tensor) -> None:
+        """Add a batch: ``maps`` ``(B, H, W)`` in [0, 1] for the GT classes, ``logits`` ``(B, C)``."""
+        labels = batch["label"]
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        top1_correct = top5[:, 0] == labels
+        top5_correct = (top5 == labels[:, None]).any(dim=1)
+        boxes = batch.get("boxes")
+        if boxes is not None:
+            keep = [i for i, b in enumerate(boxes) if len(b) > 0]
+            if keep:
+                index = torch.tensor(keep, device=maps.device)
+                self.box.update(maps[index], [boxes[i] for i in keep], top1_correct=top1_correct[index],
+                                top5_correct=top5_correct[index])
+        if "mask" in batch:
+            self.pixel.update(maps, batch["mask"])
+
+    def compute(self) -> dict[str, Tensor]:
+        """Return every metric that has data, in percent, plus ``best_threshold`` when boxes were seen."""
+        results: dict[str, Tensor] = {}
+        if self._seen(self.box):
+            box = self.box.compute()
+            results.update(box)
+            results["maxboxacc"] = box[f"maxboxacc@{self.loc_iou}"]
+        if self._seen(self.pixel):
+            results.update(self.pixel.compute())
+        return results
+
+    def accuracy_at(self, threshold: float) -> dict[str, Tensor]:
+        """GT-known, Top-1 and Top-5 Loc (IoU >= 50) at ``threshold``; empty when no box was seen."""
+        if not self._seen(self.box):
+            return {}
+        return self.box.accuracy_at(threshold, iou_threshold=self.loc_iou)
+
+    def fallback_threshold(self, stage: str) -> float:
+        """The operating threshold to use when none was chosen on val (warns)."""
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        rank_zero_warn(
+            f"{stage}: no operating threshold was chosen on the val split and none was given "
+            f"(model.operating_threshold); using the default {self.default_threshold} for GT-known/Top-1/"
+            "Top-5 Loc. Validate first (wsol validate ... --ckpt_path ...) or set it explicitly."
+        )
+        return self.default_threshold
+
+    def reset(self) -> None:
+        """Reset every metric."""
+        self.box.reset()
+        self.pixel.reset()
+
+    @staticmethod
+    def _seen(metric: nn.Module) -> bool:
+        return bool(getattr(metric, "_update_count", 0))
