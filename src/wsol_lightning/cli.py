@@ -1,0 +1,69 @@
+"""The ``wsol`` command: a LightningCLI over every WSOL method and datamodule.
+
+``wsol fit --config configs/bas_imagenet.yaml`` trains (then tests the final weights, as
+wsolevaluation does, unless ``--test_after_fit false``); ``wsol test -c ... --ckpt_path ...``,
+``wsol validate`` and ``wsol predict`` work as in any LightningCLI. ``--model BAS`` /
+``--data CUBDataModule`` pick classes by name; ``data.num_classes`` is linked into the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+import wsol_lightning.data  # noqa: F401  (registers every datamodule for --data by name)
+import wsol_lightning.methods  # noqa: F401  (registers every method for --model by name)
+from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.methods import WSOLModule
+
+
+class WSOLCLI(LightningCLI):
+    """LightningCLI in subclass mode for :class:`WSOLModule` and :class:`WSOLDataModule`.
+
+    Args:
+        args: command-line arguments (``None`` reads ``sys.argv``); tests pass a list.
+        run: run the subcommand (``False`` only instantiates model, datamodule and trainer).
+        **kwargs: forwarded to :class:`~lightning.pytorch.cli.LightningCLI`.
+    """
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        super().__init__(
+            model_class=WSOLModule,
+            datamodule_class=WSOLDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link ``data.num_classes`` into the model and add ``--test_after_fit``."""
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True,
+            help="After `fit`, test the final weights on the test split (threshold chosen on val).",
+        )
+
+    def after_fit(self) -> None:
+        """Test the final weights after ``fit`` (wsolevaluation evaluates the last checkpoint)."""
+        config = self.config.get(self.subcommand, self.config)
+        if not config.get("test_after_fit", True):
+            return
+        if self.trainer.interrupted:
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def main(args: Any = None) -> None:
+    """Entry point of the ``wsol`` console script."""
+    WSOLCLI(args=args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
