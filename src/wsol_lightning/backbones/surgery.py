@@ -73,3 +73,32 @@ def widen_inception_v3(stages: Sequence[nn.Sequential]) -> None:
     for stage in stages:
         if "Mixed_6a" in stage._modules:
             stage._modules["Mixed_6a"] = _StrideOneInceptionB(stage._modules["Mixed_6a"])
+
+
+class _PaddedInceptionD(nn.Module):
+    """Mixed_7a with padding 1 on its stride-2 branches (the BAS/SPG variant: 28x28 -> 14x14)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        for conv in (block.branch3x3_2.conv, block.branch7x7x3_4.conv):
+            conv.padding = (1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.block
+        branch3x3 = b.branch3x3_2(b.branch3x3_1(x))
+        branch7x7x3 = b.branch7x7x3_4(b.branch7x7x3_3(b.branch7x7x3_2(b.branch7x7x3_1(x))))
+        branch_pool = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        return torch_cat([branch3x3, branch7x7x3, branch_pool])
+
+
+def pad_inception_v3_mixed_7a(stages: Sequence[nn.Sequential]) -> bool:
+    """Give timm's Mixed_7a padding 1 so it halves exactly (28x28 -> 14x14 at 224 input, as BAS does).
+
+    Returns whether a Mixed_7a was found and padded (``False`` if the stages end before it).
+    """
+    for stage in stages:
+        if "Mixed_7a" in stage._modules:
+            stage._modules["Mixed_7a"] = _PaddedInceptionD(stage._modules["Mixed_7a"])
+            return True
+    return False
