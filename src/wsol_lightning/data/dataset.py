@@ -1,0 +1,193 @@
+"""One generic Dataset over a :class:`~wsol_lightning.data.index.DatasetIndex`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from wsol_lightning.data import transforms as T
+from wsol_lightning.data.index import DataError, DatasetIndex
+from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
+
+log = logging.getLogger(__name__)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` uint8 RGB, whatever its real format (GIF, RGBA PNG, ...).
+
+    Raises:
+        DataError: missing, unreadable or truncated file (named in the message).
+
+    """
+    if not path.is_file():
+        raise DataError(f"missing image: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DataError(f"unreadable or truncated image: {path} ({err})") from err
+
+
+def read_gray(path: Path, palette: bool = False) -> np.ndarray:
+    """Read a mask PNG as ``(H, W)`` uint8 (palette indices kept when ``palette``)."""
+    if not path.is_file():
+        raise DataError(f"missing mask: {path}")
+    try:
+        with Image.open(path) as im:
+            if palette and im.mode == "P":
+                return np.array(im)
+            return np.array(im if im.mode == "L" else im.convert("L"))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DataError(f"unreadable or truncated mask: {path} ({err})") from err
+
+
+class WSOLDataset(Dataset):
+    """Images, labels, boxes and masks of one split.
+
+    Samples are dicts with keys ``image`` (``(3, H, W)`` float), ``label`` (int64 scalar),
+    ``multi_hot`` (multi-label data), ``boxes`` (``(n, 4)`` int64, inclusive, in the frame of
+    ``image``), ``mask`` (``(H, W)`` uint8: 1 object, 0 background, 255 ignored; when the sample has
+    masks), ``index``, ``image_id``, ``orig_size`` (``(2,)`` int64 ``width, height``).
+
+    Args:
+        index: the samples.
+        transform: an albumentations pipeline (``None``: the image stays at its original size,
+            un-normalised, as float in [0, 1]).
+        train: ``True``: boxes and masks go through ``transform`` (see
+            :func:`~wsol_lightning.data.transforms.train_transform`). ``False``: ``transform`` sees
+            the image only and boxes/masks are rescaled exactly as wsolevaluation does.
+        skip_bad: count and log bad samples and return ``None`` (dropped by the collate) instead of
+            raising.
+        seed: seed of the per-item choice of ``label`` among the positives of multi-label samples.
+
+    """
+
+    def __init__(
+        self,
+        index: DatasetIndex,
+        transform: Any | None = None,
+        *,
+        train: bool = False,
+        skip_bad: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.index = index
+        self.transform = transform
+        self.train = train
+        self.skip_bad = skip_bad
+        self.seed = seed
+        self.num_skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        try:
+            return self._load(i)
+        except DataError as err:
+            if not self.skip_bad:
+                raise
+            self.num_skipped += 1
+            log.warning("skipping sample %d (%d skipped so far): %s", i, self.num_skipped, err)
+            return None
+
+    def _label(self, i: int) -> int:
+        idx = self.index
+        if idx.multi_hot is None or idx.labels[i] >= 0:
+            return int(idx.labels[i])
+        positives = np.flatnonzero(idx.multi_hot[i])
+        if not len(positives):
+            return -1
+        return int(np.random.default_rng((self.seed, i)).choice(positives))
+
+    def _checked_boxes(self, i: int, path: Path, width: int, height: int) -> np.ndarray:
+        boxes = self.index.boxes_of(i).astype(np.int64)
+        if self.index.clip_boxes and len(boxes):
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width - 1)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height - 1)
+        bad = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width - 1) | (boxes[:, 3] > height - 1)
+        bad |= (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if bad.any():
+            raise DataError(
+                f"box {boxes[bad][0].tolist()} outside image {path} of size {width}x{height} "
+                f"(or x1 < x0 / y1 < y0); annotations from {self.index.source}"
+            )
+        return boxes
+
+    def _read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:
+        idx = self.index
+        if not idx.has_masks(i):
+            return None
+        root = Path(idx.mask_root)  # type: ignore[arg-type]
+        obj = np.zeros((height, width), dtype=bool)
+        ignore = np.zeros((height, width), dtype=bool)
+        paths = [(root / p, False) for p in idx.mask_paths[i]]  # type: ignore[index]
+        ign = idx.ignore_paths[i] if idx.ignore_paths is not None else None
+        if ign:
+            paths.append((root / ign, True))
+        for path, is_ignore in paths:
+            m = read_gray(path, palette=idx.mask_format == "palette")
+            if m.shape != (height, width):
+                raise DataError(
+                    f"mask size mismatch: {path} is {m.shape[1]}x{m.shape[0]}, image "
+                    f"{idx.image_ids[i]} is {width}x{height}"
+                )
+            if idx.mask_format == "trimap":
+                obj |= m == 1
+                ignore |= m == 3
+            elif idx.mask_format == "palette":
+                obj |= (m > 0) & (m != MASK_IGNORE)
+                ignore |= m == MASK_IGNORE
+            elif is_ignore:
+                ignore |= m > 0
+            else:
+                obj |= m > 0
+        mask = obj.astype(np.uint8) * MASK_OBJECT
+        mask[ignore & ~obj] = MASK_IGNORE
+        return mask
+
+    def _load(self, i: int) -> dict[str, Any]:
+        idx = self.index
+        path = idx.root / idx.image_ids[i]
+        image = read_image(path)
+        height, width = image.shape[:2]
+        boxes = self._checked_boxes(i, path, width, height)
+        mask = self._read_mask(i, width, height)
+        if self.transform is None:
+            tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+        elif self.train:
+            kwargs: dict[str, Any] = {"image": image, "bboxes": T.to_albu_boxes(boxes)}
+            kwargs[T.BOX_FIELD] = np.zeros(len(boxes), dtype=np.int64)
+            if mask is not None:
+                kwargs["mask"] = mask
+            out = self.transform(**kwargs)
+            tensor = out["image"]
+            boxes = T.from_albu_boxes(out["bboxes"], tensor.shape[-1], tensor.shape[-2])
+            if mask is not None:
+                mask = np.asarray(out["mask"], dtype=np.uint8)
+        else:
+            tensor = self.transform(image=image)["image"]
+            new_size = (int(tensor.shape[-1]), int(tensor.shape[-2]))
+            boxes = T.scale_boxes(boxes, (width, height), new_size)
+            if mask is not None:
+                mask = T.resize_mask(mask, new_size)
+        sample: dict[str, Any] = {
+            "image": tensor,
+            "label": torch.tensor(self._label(i), dtype=torch.int64),
+            "boxes": torch.as_tensor(boxes, dtype=torch.int64).reshape(-1, 4),
+            "index": torch.tensor(i, dtype=torch.int64),
+            "image_id": idx.image_ids[i],
+            "orig_size": torch.tensor([width, height], dtype=torch.int64),
+        }
+        if idx.multi_hot is not None:
+            sample["multi_hot"] = torch.as_tensor(idx.multi_hot[i], dtype=torch.float32)
+        if mask is not None:
+            sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+        return sample

@@ -1,0 +1,119 @@
+"""Albumentations pipelines (box- and mask-aware) and wsolevaluation-exact eval geometry.
+
+Train (the papers' recipe): ``Resize(resize, resize)`` -> ``RandomCrop(size)`` -> ``HorizontalFlip``
+-> ``Normalize(ImageNet)`` -> ``ToTensorV2``; boxes travel as ``pascal_voc`` (exclusive ``x1, y1``:
+our inclusive boxes get ``+1`` on the way in and ``-1`` on the way out), masks with nearest
+neighbour. ``resize`` defaults to ``round(size * 256 / 224)``.
+
+Eval: ``Resize(size, size)`` (no crop) -> ``Normalize`` -> ``ToTensorV2`` on the image only. GT boxes
+and masks are NOT sent through albumentations: :func:`scale_boxes` and :func:`resize_mask` reproduce
+wsolevaluation exactly (``int(x * new_w / orig_w)`` and ``cv2.INTER_NEAREST``).
+"""
+
+from __future__ import annotations
+
+import albumentations as A  # noqa: I001
+import cv2
+import numpy as np
+from albumentations.pytorch import ToTensorV2
+
+import wsol_lightning  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BOX_FIELD = "box_labels"
+
+
+def default_resize(image_size: int) -> int:
+    """Return the train resize side for a crop of ``image_size`` (256 for 224)."""
+    return round(image_size * 256 / 224)
+
+
+def train_transform(
+    image_size: int = 224,
+    resize_size: int | None = None,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> A.Compose:
+    """Build the training pipeline (resize square -> random crop -> flip -> normalise -> tensor).
+
+    Call it as ``t(image=..., mask=..., bboxes=..., box_labels=...)`` with pascal_voc (exclusive)
+    float boxes; :func:`to_albu_boxes` / :func:`from_albu_boxes` convert from/to our inclusive ints.
+    """
+    resize = resize_size or default_resize(image_size)
+    if resize < image_size:
+        raise ValueError(f"resize_size ({resize}) must be >= image_size ({image_size})")
+    return A.Compose(
+        [
+            A.Resize(resize, resize, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST),
+            A.RandomCrop(image_size, image_size),
+            A.HorizontalFlip(p=0.5),
+            A.Normalize(mean=mean, std=std),
+            ToTensorV2(),
+        ],
+        bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=[BOX_FIELD], min_visibility=0.0, clip=True
+        ),
+    )
+
+
+def eval_transform(
+    image_size: int = 224,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> A.Compose:
+    """Build the eval pipeline: anisotropic resize to ``image_size`` squared, normalise, tensor."""
+    return A.Compose(
+        [
+            A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
+            A.Normalize(mean=mean, std=std),
+            ToTensorV2(),
+        ]
+    )
+
+
+def to_albu_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Inclusive int ``(n, 4)`` boxes -> pascal_voc float boxes (exclusive ``x1, y1``)."""
+    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    out[:, 2:] += 1.0
+    return out
+
+
+def from_albu_boxes(boxes: np.ndarray | list, width: int, height: int) -> np.ndarray:
+    """Pascal_voc float boxes -> inclusive int64 boxes clipped to a ``width x height`` image.
+
+    ``x0`` is floored and ``x1 = ceil(x1) - 1`` so the box covers every pixel it touches.
+    """
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not len(arr):
+        return np.zeros((0, 4), dtype=np.int64)
+    x0 = np.clip(np.floor(arr[:, 0] + 1e-4), 0, width - 1)
+    y0 = np.clip(np.floor(arr[:, 1] + 1e-4), 0, height - 1)
+    x1 = np.clip(np.ceil(arr[:, 2] - 1e-4) - 1, x0, width - 1)
+    y1 = np.clip(np.ceil(arr[:, 3] - 1e-4) - 1, y0, height - 1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+
+
+def scale_boxes(boxes: np.ndarray, orig_size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """Scale inclusive boxes like wsolevaluation's ``resize_bbox``: ``int(x * new_w / orig_w)``.
+
+    Args:
+        boxes: ``(n, 4)`` int boxes in the original frame.
+        orig_size: original ``(width, height)``.
+        new_size: target ``(width, height)``.
+
+    Returns:
+        ``(n, 4)`` int64 boxes in the target frame.
+
+    """
+    (ow, oh), (nw, nh) = orig_size, new_size
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scale = np.array([nw / ow, nh / oh, nw / ow, nh / oh])
+    return np.trunc(arr * scale).astype(np.int64)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 label mask to ``(width, height)`` with nearest neighbour (values preserved)."""
+    if mask.shape[1] == size[0] and mask.shape[0] == size[1]:
+        return mask
+    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
