@@ -134,7 +134,8 @@ class WSOLModule(L.LightningModule):
                     "enable gradient clipping (--trainer.gradient_clip_val) or check the data"
                 )
         batch_size = batch["image"].shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size,
+        terms = {f"train/{k}": v.detach() for k, v in losses.items() if k != "loss"}  # "loss" is logged below
+        self.log_dict(terms, batch_size=batch_size,
                       prog_bar=False, sync_dist=False)
         self.log("train/loss", losses["loss"].detach(), prog_bar=True, batch_size=batch_size)
         return losses["loss"]
