@@ -12,8 +12,10 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+import wsol_lightning.callbacks  # noqa: F401  (registers MapVisualizer, COCOPredictionWriter by name)
 import wsol_lightning.data  # noqa: F401  (registers every datamodule for --data by name)
 import wsol_lightning.methods  # noqa: F401  (registers every method for --model by name)
+from wsol_lightning.callbacks.config import LoggerSaveConfigCallback
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.methods import WSOLModule
 
@@ -29,6 +31,7 @@ class WSOLCLI(LightningCLI):
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)  # also logs the config (W&B)
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"default_env": False})
         super().__init__(
