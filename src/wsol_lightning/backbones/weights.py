@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import timm
@@ -78,6 +79,15 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) 
         )
     if len(missing) == len(own):
         raise RuntimeError(f"{path}: none of its keys match the model (first file keys: {list(state)[:5]})")
+    head = getattr(model, "pretrained_cfg", {}).get("classifier") or "\0"  # a new head is expected to differ
+    not_loaded = [k for k in missing + mismatched if not k.startswith(head)]
+    if not_loaded:
+        warnings.warn(
+            f"{path} does not fully match the model: {len(not_loaded)} of {len(own)} tensors keep their "
+            f"initial values (missing from the file: {[k for k in missing if k in not_loaded][:8]}, shape "
+            f"mismatches: {[k for k in mismatched if k in not_loaded][:8]}); is it a file of this backbone?",
+            stacklevel=2,
+        )
     filtered = {k: v for k, v in state.items() if k in own and k not in mismatched}
     model.load_state_dict(filtered, strict=False)
     return missing + mismatched
