@@ -1,0 +1,236 @@
+"""Numba kernels: exact MaxBoxAccV2 box mining for all 256 uint8 levels in one sweep.
+
+wsolevaluation binarises ``U = uint8(map * 255)`` at an integer level ``L`` (a pixel is on iff
+``U > L``), runs ``cv2.findContours(RETR_TREE)`` and turns every contour into a box. With OpenCV's
+zero padding around the image, the contours of a binary image are exactly:
+
+* one outer contour per 8-connected foreground component; its ``boundingRect`` is the component's
+  tight box ``(x0, y0, x1, y1)`` (inclusive), so the wsolevaluation box is
+  ``(x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1))``;
+* one hole contour per 4-connected background component that does not touch the image border; the
+  hole contour runs over the foreground pixels around the hole, so its ``boundingRect`` is the hole's
+  tight box grown by one pixel on each side, then the same ``+1``/clip rule applies.
+
+Foreground components only merge as the level falls, background components only merge as it rises.
+So two union-find sweeps over the pixels sorted by value (255 down to 1 for the foreground, 0 up to
+254 for the background) visit every component of every level, keep each root's box and its best IoU
+against the ground-truth boxes, and give the best IoU at each of the 256 levels at the cost of about
+two labelling passes. The unit tests check these rules against OpenCV on many random maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NUM_LEVELS = 256
+
+
+@njit(cache=True)
+def _find(parent: np.ndarray, x: int) -> int:
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(cache=True)
+def box_best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
+    """Best inclusive (+1) IoU of one box against ``gt`` ``(n, 4)`` int64 boxes (0.0 when n = 0)."""
+    best = 0.0
+    area_a = (x1 - x0 + 1) * (y1 - y0 + 1)
+    for g in range(gt.shape[0]):
+        iw = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
+        ih = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
+        iw = max(iw, 0)
+        ih = max(ih, 0)
+        inter = iw * ih
+        denom = area_a + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
+        iou = 0.0
+        if denom > 0:
+            iou = inter / denom
+        if iou > best:
+            best = iou
+    return best
+
+
+@njit(cache=True)
+def _counting_sort(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.zeros(NUM_LEVELS + 1, np.int64)
+    for i in range(u.shape[0]):
+        counts[u[i] + 1] += 1
+    for v in range(NUM_LEVELS):
+        counts[v + 1] += counts[v]
+    starts = counts.copy()
+    order = np.empty(u.shape[0], np.int32)
+    for i in range(u.shape[0]):
+        v = u[i]
+        order[counts[v]] = i
+        counts[v] += 1
+    return order, starts
+
+
+@njit(cache=True)
+def _remove(active: np.ndarray, pos: np.ndarray, n_active: int, r: int) -> int:
+    i = pos[r]
+    last = active[n_active - 1]
+    active[i] = last
+    pos[last] = i
+    pos[r] = -1
+    return n_active - 1
+
+
+@njit(cache=True)
+def _union(parent: np.ndarray, size: np.ndarray, box: np.ndarray, ra: int, rb: int) -> tuple[int, int]:
+    """Merge the sets of roots ``ra != rb``; return (new root, absorbed root)."""
+    if size[ra] < size[rb]:
+        ra, rb = rb, ra
+    parent[rb] = ra
+    size[ra] += size[rb]
+    box[ra, 0] = min(box[ra, 0], box[rb, 0])
+    box[ra, 1] = min(box[ra, 1], box[rb, 1])
+    box[ra, 2] = max(box[ra, 2], box[rb, 2])
+    box[ra, 3] = max(box[ra, 3], box[rb, 3])
+    return ra, rb
+
+
+@njit(cache=True)
+def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out`` ``(256,)`` with the best V2 IoU at each level of one flattened uint8 map."""
+    n = height * width
+    order, starts = _counting_sort(u)
+    parent = np.full(n, -1, np.int32)
+    size = np.zeros(n, np.int32)
+    box = np.zeros((n, 4), np.int32)
+    score = np.zeros(n, np.float64)
+    dirty = np.zeros(n, np.bool_)
+    active = np.empty(n, np.int32)
+    pos = np.full(n, -1, np.int32)
+    fg_best = np.full(NUM_LEVELS, -1.0)
+    hole_best = np.zeros(NUM_LEVELS)
+
+    # Foreground: value v joins at level v - 1 (on iff U > L); 8-connectivity.
+    n_active = 0
+    for v in range(NUM_LEVELS - 1, 0, -1):
+        for k in range(starts[v], starts[v + 1]):
+            p = order[k]
+            py, px = p // width, p % width
+            parent[p] = p
+            size[p] = 1
+            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
+            active[n_active] = p
+            pos[p] = n_active
+            n_active += 1
+            root = p
+            for dy in range(-1, 2):
+                qy = py + dy
+                if qy < 0 or qy >= height:
+                    continue
+                for dx in range(-1, 2):
+                    qx = px + dx
+                    if qx < 0 or qx >= width:
+                        continue
+                    q = qy * width + qx
+                    if parent[q] < 0 or q == p:
+                        continue
+                    rq = _find(parent, q)
+                    if rq != root:
+                        root, gone = _union(parent, size, box, root, rq)
+                        n_active = _remove(active, pos, n_active, gone)
+            dirty[root] = True
+        if n_active == 0:
+            continue
+        best = 0.0
+        for i in range(n_active):
+            r = active[i]
+            if dirty[r]:
+                score[r] = box_best_iou(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1),
+                                        min(box[r, 3] + 1, height - 1), gt)
+                dirty[r] = False
+            best = max(best, score[r])
+        fg_best[v - 1] = best
+
+    # Holes: value v joins the background at level v (off iff U <= L); 4-connectivity.
+    parent[:] = -1
+    pos[:] = -1
+    border = np.zeros(n, np.bool_)
+    n_active = 0
+    for v in range(0, NUM_LEVELS - 1):
+        for k in range(starts[v], starts[v + 1]):
+            p = order[k]
+            py, px = p // width, p % width
+            parent[p] = p
+            size[p] = 1
+            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
+            border[p] = px == 0 or py == 0 or px == width - 1 or py == height - 1
+            if not border[p]:
+                active[n_active] = p
+                pos[p] = n_active
+                n_active += 1
+            root = p
+            for j in range(4):
+                if j == 0:
+                    if py == 0:
+                        continue
+                    q = p - width
+                elif j == 1:
+                    if py == height - 1:
+                        continue
+                    q = p + width
+                elif j == 2:
+                    if px == 0:
+                        continue
+                    q = p - 1
+                else:
+                    if px == width - 1:
+                        continue
+                    q = p + 1
+                if parent[q] < 0:
+                    continue
+                rq = _find(parent, q)
+                if rq == root:
+                    continue
+                root, gone = _union(parent, size, box, root, rq)
+                if pos[gone] >= 0:
+                    n_active = _remove(active, pos, n_active, gone)
+                if border[gone] and not border[root]:
+                    border[root] = True
+                    n_active = _remove(active, pos, n_active, root)
+            dirty[root] = True
+        best = 0.0
+        for i in range(n_active):
+            r = active[i]
+            if dirty[r]:
+                score[r] = box_best_iou(box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, width - 1),
+                                        min(box[r, 3] + 2, height - 1), gt)
+                dirty[r] = False
+            best = max(best, score[r])
+        hole_best[v] = best
+
+    empty = box_best_iou(0, 0, 0, 0, gt)
+    for level in range(NUM_LEVELS):
+        if fg_best[level] < 0.0:
+            out[level] = empty
+        else:
+            out[level] = max(fg_best[level], hole_best[level])
+
+
+@njit(cache=True)
+def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray) -> np.ndarray:
+    """Best MaxBoxAccV2 IoU at every uint8 level for a batch.
+
+    Args:
+        maps: ``(B, H, W)`` uint8 quantised maps (``uint8(map * 255)``), C-contiguous.
+        gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
+        gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
+
+    Returns:
+        ``(B, 256)`` float64: entry ``[b, L]`` is the best IoU over every contour box of image ``b``
+        binarised at level ``L`` against its GT boxes (the box ``(0, 0, 0, 0)`` when nothing is on).
+
+    """
+    n_img, height, width = maps.shape
+    out = np.zeros((n_img, NUM_LEVELS))
+    for b in range(n_img):
+        _sweep_image(maps[b].ravel(), height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b])
+    return out
