@@ -39,20 +39,20 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return self.num_samples
 
 
-def resolve_root(data_dir: str | Path, marker: str, subdir: str) -> Path:
-    """Return the dataset folder: ``data_dir`` if it holds ``marker``, else ``data_dir/subdir``.
+def resolve_root(data_dir: str | Path, marker: str, *subdirs: str) -> Path:
+    """Return ``data_dir`` if it holds ``marker``, else the first ``data_dir/<subdir>`` that does.
 
     Raises:
-        FileNotFoundError: naming the file looked for in both places.
+        FileNotFoundError: naming the file looked for in every place.
 
     """
     data_dir = Path(data_dir).expanduser()
-    for candidate in (data_dir, data_dir / subdir):
+    candidates = [data_dir, *(data_dir / s for s in subdirs)]
+    for candidate in candidates:
         if (candidate / marker).exists():
             return candidate
-    raise FileNotFoundError(
-        f"missing {marker}: looked for {data_dir / marker} and {data_dir / subdir / marker}"
-    )
+    looked = ", ".join(str(c / marker) for c in candidates)
+    raise FileNotFoundError(f"missing {marker}: looked for {looked}")
 
 
 class WSOLDataModule(L.LightningDataModule):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wsol_lightning.data.base import WSOLDataModule, resolve_root
+from wsol_lightning.data.download import CUB_RESOURCES, prepare_official
 from wsol_lightning.data.index import DataError, DatasetIndex, check_labels, check_unique, require_file
 from wsol_lightning.data.metadata import read_metadata
 
@@ -74,6 +75,9 @@ class CUBDataModule(WSOLDataModule):
         metadata_dir: wsolevaluation ``metadata/CUB`` folder (selects the metadata layout).
         val_per_class: official layout: images per class held out of train for ``val``.
         use_segmentations: attach ``segmentations/`` masks when present.
+        download: fetch the official archive in ``prepare_data`` when ``images.txt`` is missing
+            (checksum-verified, extracted once into ``data_dir``'s parent or ``data_dir``).
+        url: override of the archive URL (a mirror); ``checksum``: its ``"md5:..."``/``"sha256:..."``.
         **kwargs: :class:`~wsol_lightning.data.base.WSOLDataModule` arguments (``batch_size``,
             ``num_workers``, ``image_size``, ``resize_size``, ``skip_bad``, ``seed``, ...).
 
@@ -85,6 +89,9 @@ class CUBDataModule(WSOLDataModule):
         metadata_dir: str | Path | None = None,
         val_per_class: int = 5,
         use_segmentations: bool = True,
+        download: bool = False,
+        url: str | None = None,
+        checksum: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(data_dir, **kwargs)
@@ -94,6 +101,14 @@ class CUBDataModule(WSOLDataModule):
         self.use_segmentations = use_segmentations
         self.metadata_dir = Path(metadata_dir) if metadata_dir is not None else None
         self._official: dict[str, DatasetIndex] | None = None
+        self.download, self.url, self.checksum = download, url, checksum
+
+    def prepare_data(self) -> None:
+        """Download the official archive when ``download=True`` and the data is missing."""
+        if self.download and self.metadata_dir is None:
+            prepare_official(
+                self.data_dir, "CUB_200_2011", "images.txt", CUB_RESOURCES, self.url, self.checksum
+            )
 
     # -- layout detection ----------------------------------------------------------------------
     def _meta(self) -> Path | None:

@@ -47,6 +47,14 @@ def read_gray(path: Path, palette: bool = False) -> np.ndarray:
         raise DataError(f"unreadable or truncated mask: {path} ({err})") from err
 
 
+def mask_box(mask: np.ndarray | None) -> np.ndarray:
+    """Tight inclusive box ``(1, 4)`` around the non-background pixels of a mask (``(0, 4)`` if none)."""
+    if mask is None or not mask.any():
+        return np.zeros((0, 4), dtype=np.int64)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return np.array([[cols[0], rows[0], cols[-1], rows[-1]]], dtype=np.int64)
+
+
 class WSOLDataset(Dataset):
     """Images, labels, boxes and masks of one split.
 
@@ -125,6 +133,10 @@ class WSOLDataset(Dataset):
         idx = self.index
         if not idx.has_masks(i):
             return None
+        if idx.mask_format == "coco":
+            from wsol_lightning.data.coco import decode_segmentations
+
+            return decode_segmentations(idx.mask_data[i], width, height).astype(np.uint8) * MASK_OBJECT
         root = Path(idx.mask_root)  # type: ignore[arg-type]
         obj = np.zeros((height, width), dtype=bool)
         ignore = np.zeros((height, width), dtype=bool)
@@ -158,8 +170,17 @@ class WSOLDataset(Dataset):
         path = idx.root / idx.image_ids[i]
         image = read_image(path)
         height, width = image.shape[:2]
-        boxes = self._checked_boxes(i, path, width, height)
+        known_w, known_h = (int(v) for v in idx.sizes[i])
+        if known_w > 0 and (known_w, known_h) != (width, height):
+            raise DataError(
+                f"image {path} is {width}x{height} but {idx.source} says {known_w}x{known_h} "
+                "(renamed or replaced file?)"
+            )
         mask = self._read_mask(i, width, height)
+        if idx.boxes_from_mask:
+            boxes = mask_box(mask)
+        else:
+            boxes = self._checked_boxes(i, path, width, height)
         if self.transform is None:
             tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
         elif self.train:

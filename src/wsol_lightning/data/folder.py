@@ -32,10 +32,22 @@ class ImageFolderDataModule(WSOLDataModule):
 
     """
 
-    def __init__(self, data_dir: str | Path, image_size: int = 224, batch_size: int = 32,
-                 num_workers: int = 4, num_classes: int = 1, class_names: list[str] | None = None) -> None:
-        super().__init__(data_dir, batch_size=batch_size, num_workers=num_workers, image_size=image_size,
-                         predict_split="predict")
+    def __init__(
+        self,
+        data_dir: str | Path,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        num_classes: int = 1,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            data_dir,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            predict_split="predict",
+        )
         self._names = list(class_names) if class_names else [f"class_{k}" for k in range(num_classes)]
 
     def read_class_names(self) -> list[str]:
@@ -47,8 +59,11 @@ class ImageFolderDataModule(WSOLDataModule):
         root = self.data_dir
         if root is None or not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
-        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
         if not paths:
             raise DataError(f"no image ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
         return paths
@@ -57,11 +72,16 @@ class ImageFolderDataModule(WSOLDataModule):
         """One index of every image (labels -1, no boxes) whatever the split."""
         paths = self.image_paths()
         n = len(paths)
-        return DatasetIndex(root=self.data_dir, image_ids=paths, labels=np.full(n, -1, dtype=np.int64),
-                            box_offsets=np.zeros(n + 1, dtype=np.int64),
-                            boxes=np.zeros((0, 4), dtype=np.int32),
-                            sizes=np.full((n, 2), -1, dtype=np.int32), class_names=list(self._names),
-                            source=str(self.data_dir))
+        return DatasetIndex(
+            root=self.data_dir,
+            image_ids=paths,
+            labels=np.full(n, -1, dtype=np.int64),
+            box_offsets=np.zeros(n + 1, dtype=np.int64),
+            boxes=np.zeros((0, 4), dtype=np.int32),
+            sizes=np.full((n, 2), -1, dtype=np.int32),
+            class_names=list(self._names),
+            source=str(self.data_dir),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Only prediction is possible: the folder has no labels."""

@@ -22,7 +22,8 @@ import numpy as np
 #: ignore mask (``> 0`` = ignored unless object) -- the wsolevaluation semantics.
 #: ``"trimap"``: one Oxford-Pets trimap: 1 = object, 2 = background, 3 = ignored.
 #: ``"palette"``: one VOC-style indexed PNG: 0 = background, 255 = ignored, anything else = object.
-MASK_FORMATS = ("binary", "trimap", "palette")
+#: ``"coco"``: no files; ``mask_data[i]`` holds COCO segmentations (polygons/RLE), unioned.
+MASK_FORMATS = ("binary", "trimap", "palette", "coco")
 
 
 class DataError(ValueError):
@@ -46,6 +47,9 @@ class DatasetIndex:
         ignore_paths: optional ``N`` ignore-mask paths (``None``/``""``: no ignore region).
         mask_root: folder mask paths are relative to (defaults to ``root``).
         mask_format: one of :data:`MASK_FORMATS`.
+        mask_data: optional ``N`` in-memory mask descriptions (COCO segmentations).
+        boxes_from_mask: derive each sample's single box from its mask when read (the tight box
+            around object + ignored pixels, e.g. Oxford-Pets trimaps); ``boxes`` is then unused.
         clip_boxes: clip boxes to the real image instead of raising when they overflow (for
             layouts whose float boxes round onto the border, e.g. CUB ``x + w == width``).
         class_names: names of the classes, index = label.
@@ -64,7 +68,9 @@ class DatasetIndex:
     ignore_paths: list[str | None] | None = None
     mask_root: Path | None = None
     mask_format: str = "binary"
+    mask_data: list | None = None
     clip_boxes: bool = False
+    boxes_from_mask: bool = False
     class_names: list[str] = field(default_factory=list)
     source: str = ""
 
@@ -87,6 +93,8 @@ class DatasetIndex:
 
     def has_masks(self, i: int) -> bool:
         """Whether sample ``i`` has at least one mask file."""
+        if self.mask_data is not None:
+            return len(self.mask_data[i]) > 0
         return self.mask_paths is not None and len(self.mask_paths[i]) > 0
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> DatasetIndex:
@@ -112,7 +120,9 @@ class DatasetIndex:
             ignore_paths=None if self.ignore_paths is None else [self.ignore_paths[p] for p in pos],
             mask_root=self.mask_root,
             mask_format=self.mask_format,
+            mask_data=None if self.mask_data is None else [self.mask_data[p] for p in pos],
             clip_boxes=self.clip_boxes,
+            boxes_from_mask=self.boxes_from_mask,
             class_names=list(self.class_names),
             source=self.source,
         )

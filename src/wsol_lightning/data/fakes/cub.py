@@ -1,4 +1,4 @@
-"""Writers of tiny copies of each dataset in its real on-disk layout (for tests and demos)."""
+"""Tiny CUB_200_2011 copies (official layout) and their wsolevaluation metadata."""
 
 from __future__ import annotations
 
