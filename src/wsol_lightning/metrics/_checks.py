@@ -14,7 +14,8 @@ ArrayLike = Tensor | np.ndarray
 def to_numpy(x: ArrayLike | Sequence) -> np.ndarray:
     """Return a CPU numpy view/copy of a tensor, array or nested sequence."""
     if isinstance(x, Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     return np.asarray(x)
 
 

@@ -20,7 +20,10 @@ two labelling passes. The unit tests check these rules against OpenCV on many ra
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 from numba import njit
 
 NUM_LEVELS = 256
@@ -215,22 +218,45 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
             out[level] = max(fg_best[level], hole_best[level])
 
 
-@njit(cache=True)
-def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, first: int, step: int,
+                 out: np.ndarray) -> None:
+    height, width = maps.shape[1], maps.shape[2]
+    for b in range(first, maps.shape[0], step):
+        _sweep_image(maps[b].ravel(), height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b])
+
+
+def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray,
+                          num_threads: int | None = None) -> np.ndarray:
     """Best MaxBoxAccV2 IoU at every uint8 level for a batch.
 
+    The kernel releases the GIL; images are spread over ``num_threads`` short-lived Python threads
+    (default ``torch.get_num_threads()``), so nothing stays alive to upset a later ``fork``.
+
     Args:
-        maps: ``(B, H, W)`` uint8 quantised maps (``uint8(map * 255)``), C-contiguous.
+        maps: ``(B, H, W)`` uint8 quantised maps (``uint8(map * 255)``).
         gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
         gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
+        num_threads: worker threads (1 = run in the calling thread).
 
     Returns:
         ``(B, 256)`` float64: entry ``[b, L]`` is the best IoU over every contour box of image ``b``
         binarised at level ``L`` against its GT boxes (the box ``(0, 0, 0, 0)`` when nothing is on).
 
     """
-    n_img, height, width = maps.shape
-    out = np.zeros((n_img, NUM_LEVELS))
-    for b in range(n_img):
-        _sweep_image(maps[b].ravel(), height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b])
+    maps = np.ascontiguousarray(maps, dtype=np.uint8)
+    gt = np.ascontiguousarray(gt, dtype=np.int64)
+    gt_offsets = np.ascontiguousarray(gt_offsets, dtype=np.int64)
+    out = np.zeros((maps.shape[0], NUM_LEVELS))
+    if num_threads is None:
+        num_threads = torch.get_num_threads()
+    num_threads = max(1, min(int(num_threads), maps.shape[0]))
+    if num_threads == 1:
+        _sweep_batch(maps, gt, gt_offsets, 0, 1, out)
+        return out
+    with ThreadPoolExecutor(max_workers=num_threads) as pool:
+        jobs = [pool.submit(_sweep_batch, maps, gt, gt_offsets, k, num_threads, out)
+                for k in range(num_threads)]
+        for job in jobs:
+            job.result()
     return out

@@ -22,7 +22,7 @@ from wsol_lightning.metrics._histograms import (
     precision_recall_from_histograms,
     pxap_from_histograms,
 )
-from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_v2
+from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_v2, box_best_iou
 
 __all__ = [
     "cam_thresholds", "threshold_levels", "normalize_maps", "quantize_maps", "boxes_from_map",
@@ -176,38 +176,45 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
-def _best_iou_per_level_v1(maps_uint8: np.ndarray, gt: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Largest-contour (V1) best IoU per level via OpenCV, once per distinct level that has pixels on."""
-    n_img, height, width = maps_uint8.shape
-    out = np.zeros((n_img, NUM_LEVELS))
-    for b in range(n_img):
-        boxes_gt = gt[offsets[b]:offsets[b + 1]]
-        u = maps_uint8[b]
-        top = int(u.max())
-        out[b, :] = box_iou_inclusive(np.zeros((1, 4), np.int64), boxes_gt).max()
-        present = np.unique(u)
-        for level in range(top):
-            # The binary map only changes at levels just below a present value; reuse otherwise.
-            if level > 0 and not np.isin(level, present):
-                out[b, level] = out[b, level - 1]
+def _best_iou_at_levels_v1(maps_uint8: np.ndarray, gt: np.ndarray, offsets: np.ndarray,
+                           levels: np.ndarray) -> np.ndarray:
+    """Largest-contour (V1) best IoU at the requested levels ``(B, K)`` via OpenCV.
+
+    ``findContours`` runs once per distinct binary map among the requested levels: level ``L`` gives the
+    same binary map as ``v - 1`` for the smallest value ``v > L`` present in the image.
+    """
+    out = np.empty(levels.shape)
+    for b in range(maps_uint8.shape[0]):
+        u, boxes_gt = maps_uint8[b], gt[offsets[b]:offsets[b + 1]]
+        height, width = u.shape
+        present = np.flatnonzero(np.bincount(u.ravel(), minlength=NUM_LEVELS))
+        keys = np.searchsorted(present, levels[b], side="right")
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        values = np.empty(len(unique_keys))
+        for i, key in enumerate(unique_keys):
+            if key == len(present):  # nothing on: wsolevaluation's (0, 0, 0, 0) box
+                values[i] = box_best_iou(0, 0, 0, 0, boxes_gt)
                 continue
-            box = boxes_from_map(u, level, multi_contour=False)
-            out[b, level] = box_iou_inclusive(box, boxes_gt).max()
+            contours = _contours(u, int(present[key]) - 1)
+            x0, y0, x1, y1 = _contour_box(max(contours, key=cv2.contourArea), height, width)
+            values[i] = box_best_iou(x0, y0, x1, y1, boxes_gt)
+        out[b] = values[inverse.reshape(-1)]
     return out
 
 
-def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike],
-                       multi_contour: bool = True) -> np.ndarray:
+def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi_contour: bool = True,
+                       num_threads: int | None = None) -> np.ndarray:
     """Best IoU (any mined box x any GT box) at every uint8 level.
 
     V2 (``multi_contour=True``) runs the exact union-find sweep of :mod:`._sweep` (all 256 levels at once).
-    V1 runs OpenCV ``findContours`` once per distinct binary map (levels below ``max(U)`` whose binary
-    map differs from the previous level's): exact, but not as fast as V2.
+    V1 runs OpenCV ``findContours`` once per distinct binary map (at most 255): exact, but much slower than
+    V2 (an exact sweep for V1 would need ``cv2.contourArea`` of traced polygons, not kept here).
 
     Args:
         maps_uint8: ``(B, H, W)`` uint8 quantised maps.
         boxes: ``B`` GT boxes ``(n_i, 4)``, ``n_i >= 1``.
         multi_contour: V2 (True) or V1 (False).
+        num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
 
     Returns:
         ``(B, 256)`` float64; ``[b, L]`` is the best IoU when image ``b`` is binarised at level ``L``.
@@ -216,12 +223,12 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike],
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
     gt, offsets = check_boxes(boxes, u.shape[0])
     if multi_contour:
-        return best_iou_per_level_v2(u, gt, offsets)
-    return _best_iou_per_level_v1(u, gt, offsets)
+        return best_iou_per_level_v2(u, gt, offsets, num_threads)
+    return _best_iou_at_levels_v1(u, gt, offsets, np.tile(np.arange(NUM_LEVELS), (u.shape[0], 1)))
 
 
 def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], thresholds: np.ndarray,
-                           multi_contour: bool = True) -> np.ndarray:
+                           multi_contour: bool = True, num_threads: int | None = None) -> np.ndarray:
     """Best IoU per image and threshold, wsolevaluation's ``sliced_multiple_iou`` for a batch.
 
     Args:
@@ -229,16 +236,19 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
         boxes: ``B`` GT boxes ``(n_i, 4)``.
         thresholds: ``(T,)`` float64 grid (:func:`cam_thresholds`).
         multi_contour: V2 (True) or V1 (False).
+        num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
 
     Returns:
         ``(B, T)`` float64.
 
     """
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
-    per_level = best_iou_per_level(u, boxes, multi_contour)
     top = u.reshape(u.shape[0], -1).max(axis=1).astype(np.float64) if u.size else np.zeros(u.shape[0])
     levels = (np.asarray(thresholds, np.float64)[None, :] * top[:, None]).astype(np.int64)
-    return np.take_along_axis(per_level, levels, axis=1)
+    if not multi_contour:
+        gt, offsets = check_boxes(boxes, u.shape[0])
+        return _best_iou_at_levels_v1(u, gt, offsets, levels)
+    return np.take_along_axis(best_iou_per_level(u, boxes, True, num_threads), levels, axis=1)
 
 
 def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],

@@ -187,3 +187,40 @@ def test_pxap_and_piou_hand_computed() -> None:
     # Operating points >=2, >=1, >=0.5, >=0: TP 0, 0, 1, 2; FP 0, 0, 1, 2; FN 2, 2, 1, 0.
     assert F.pxap_from_histograms(pos, neg) == pytest.approx(100 * (0.5 * 0.5 + 0.5 * 0.5))
     assert F.piou_from_histograms(pos, neg) == 50.0  # max(1 / (1 + 1 + 1), 2 / (2 + 2 + 0))
+
+
+def rule_boxes(u: np.ndarray, level: int) -> list[list[int]]:
+    """Boxes predicted by the rules the sweep relies on (8-connected components, 4-connected holes)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    height, width = u.shape
+    on = u > level
+    out = []
+    for structure, mask, grow in ((np.ones((3, 3)), on, 0), (None, ~on, 1)):
+        labels, n = ndimage.label(mask, structure=structure)
+        for sl in ndimage.find_objects(labels):
+            y0, y1, x0, x1 = sl[0].start, sl[0].stop - 1, sl[1].start, sl[1].stop - 1
+            if grow and (x0 == 0 or y0 == 0 or x1 == width - 1 or y1 == height - 1):
+                continue  # background touching the border is not a hole
+            x0, y0, x1, y1 = x0 - grow, y0 - grow, x1 + grow, y1 + grow
+            out.append([x0, y0, min(x1 + 1, width - 1), min(y1 + 1, height - 1)])
+    return sorted(out) if out else [[0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_contour_box_rules_match_opencv(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        height, width = rng.integers(2, 30, size=2)
+        u = (rng.random((height, width)) * rng.choice([2, 4, 256])).astype(np.uint8)
+        for level in np.unique(u).tolist() + [255]:
+            level = min(int(level), 255)
+            assert sorted(F.boxes_from_map(u, level).tolist()) == rule_boxes(u, level), (seed, u, level)
+
+
+def test_sweep_threads_match_single_thread() -> None:
+    rng = np.random.default_rng(5)
+    u = (rng.random((7, 20, 24)) * 256).astype(np.uint8)
+    boxes = [np.array([[i, 2, 10 + i, 15]]) for i in range(7)]
+    one = F.best_iou_per_level(u, boxes, num_threads=1)
+    np.testing.assert_array_equal(F.best_iou_per_level(u, boxes, num_threads=3), one)
+    np.testing.assert_array_equal(F.best_iou_per_level(u, boxes, num_threads=16), one)
