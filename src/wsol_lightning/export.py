@@ -91,7 +91,7 @@ def export_network(method: nn.Module | str | Path, output_dir: str | Path,
 
 def load_checkpoint(path: str | Path, method_class: type | None = None,
                     map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a Lightning checkpoint of any method.
+    """Load a Lightning checkpoint of any method, in eval mode.
 
     Args:
         path: checkpoint file.
@@ -107,7 +107,7 @@ def load_checkpoint(path: str | Path, method_class: type | None = None,
             raise ValueError(f"{path}: the checkpoint does not name its class (not saved by the `wsol` CLI); "
                              "pass method_class=<Method>")
         method_class = _import(cls_path)
-    return method_class.load_from_checkpoint(str(path), map_location=map_location)
+    return method_class.load_from_checkpoint(str(path), map_location=map_location).eval()
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

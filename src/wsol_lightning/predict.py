@@ -6,10 +6,11 @@ maps from any model. Conventions:
 * a map is a float ``(H, W)`` array in [0, 1]; :func:`to_original_frame` resizes it (bilinear) from the
   model input size to the original ``(width, height)``;
 * binarisation is the evaluation protocol's: ``uint8(map * 255) > int(t * max(uint8(map * 255)))``, so the
-  mask and the boxes (:func:`~wsol_lightning.metrics.functional.boxes_at_threshold`) agree with the
-  metrics at the same threshold;
-* COCO boxes are ``[x, y, w, h]`` floats with ``w = x1 - x0 + 1`` for our inclusive integer boxes;
-  masks are compressed RLE (``pycocotools.mask.encode``) with ``counts`` as a str.
+  mask is the one the metrics see at the same threshold;
+* COCO boxes are the TIGHT ``[x, y, w, h]`` boxes of the mask's outer contours (``cv2.boundingRect``),
+  largest first; holes make no box. (The protocol's boxes, ``boxes_at_threshold``, are wsolevaluation's:
+  ``x1 = min(x + w, W - 1)``, one pixel wider, and include hole contours.)
+* masks are compressed RLE (``pycocotools.mask.encode``) with ``counts`` as a str.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from wsol_lightning.metrics.functional import boxes_at_threshold, quantize_maps
+from wsol_lightning.metrics.functional import quantize_maps
 
 
 def to_original_frame(scoremap: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -59,6 +60,15 @@ def mask_bbox(mask: np.ndarray) -> list[float]:
     return [float(v) for v in mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))]
 
 
+def mask_boxes(mask: np.ndarray) -> list[list[float]]:
+    """Tight COCO ``[x, y, w, h]`` boxes of the outer contours of a bool mask, largest area first."""
+    contours = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    rects = [cv2.boundingRect(c) for c in contours]
+    areas = [cv2.contourArea(c) for c in contours]
+    order = np.argsort(-np.asarray(areas, dtype=np.float64), kind="stable")
+    return [[float(v) for v in rects[i]] for i in order]
+
+
 def xyxy_to_xywh(box: Sequence[int]) -> list[float]:
     """Inclusive ``x0, y0, x1, y1`` -> COCO ``[x, y, w, h]``."""
     x0, y0, x1, y1 = (int(v) for v in box)
@@ -75,7 +85,7 @@ def image_predictions(scoremap: np.ndarray, threshold: float, score: float, cate
         score: confidence of the image's class (e.g. its softmax probability).
         category_id: COCO category of the predicted class.
         image_id: COCO image id.
-        max_boxes: keep the largest ``max_boxes`` boxes (all contours when ``None``).
+        max_boxes: keep the largest ``max_boxes`` boxes (all outer contours when ``None``).
 
     Returns:
         ``(boxes, mask)``: one record per box (``bbox``, ``score`` = ``score`` x the map's peak inside the
@@ -86,14 +96,13 @@ def image_predictions(scoremap: np.ndarray, threshold: float, score: float, cate
     mask = threshold_mask(scoremap, threshold)
     if not mask.any():
         return [], None
-    boxes = boxes_at_threshold(scoremap, threshold, keep_empty=False).numpy()
+    boxes = mask_boxes(mask)
     if max_boxes is not None:
         boxes = boxes[:max_boxes]
     records = []
-    for box in boxes:
-        x0, y0, x1, y1 = (int(v) for v in box)
-        peak = float(scoremap[y0 : y1 + 1, x0 : x1 + 1].max())
-        records.append({"image_id": image_id, "category_id": category_id, "bbox": xyxy_to_xywh(box),
+    for x, y, w, h in boxes:
+        peak = float(scoremap[int(y) : int(y + h), int(x) : int(x + w)].max())
+        records.append({"image_id": image_id, "category_id": category_id, "bbox": [x, y, w, h],
                         "score": float(score) * peak})
     rle = encode_rle(mask)
     mask_record = {"image_id": image_id, "category_id": category_id, "segmentation": rle,

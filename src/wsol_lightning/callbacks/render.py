@@ -83,6 +83,14 @@ def overlay(image: np.ndarray, scoremap: np.ndarray, gt_boxes: np.ndarray | Tens
     return draw_boxes(blended, pred_boxes, PRED_COLOUR, thickness)
 
 
+def upscale(image: np.ndarray, min_side: int = 128) -> np.ndarray:
+    """Enlarge ``image`` by the least integer factor giving a short side >= ``min_side`` (nearest)."""
+    factor = -(-min_side // max(1, min(image.shape[:2])))
+    if factor <= 1:
+        return image
+    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+
+
 def make_grid(tiles: Sequence[np.ndarray], ncols: int = 4, pad: int = 2, fill: int = 255) -> np.ndarray:
     """Tile equally sized ``(H, W, 3)`` uint8 images row-major into one image with ``pad`` pixels between."""
     if not tiles:

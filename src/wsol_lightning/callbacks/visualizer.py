@@ -56,11 +56,13 @@ class MapVisualizer(Callback):
         save_dir: folder of the PNG files (default ``<trainer.log_dir>/visualizations``); ``""`` disables
             the files.
         log_curves: also render the curves.
+        min_tile_size: small inputs are enlarged (nearest neighbour) to at least this side in the grid.
 
     """
 
     def __init__(self, num_images: int = 8, seed: int = 0, every_n_epochs: int = 1, ncols: int = 4,
-                 alpha: float = 0.5, save_dir: str | None = None, log_curves: bool = True) -> None:
+                 alpha: float = 0.5, save_dir: str | None = None, log_curves: bool = True,
+                 min_tile_size: int = 128) -> None:
         super().__init__()
         if num_images < 1 or every_n_epochs < 1:
             raise ValueError("num_images and every_n_epochs must be >= 1")
@@ -71,6 +73,7 @@ class MapVisualizer(Callback):
         self.alpha = alpha
         self.save_dir = save_dir
         self.log_curves = log_curves
+        self.min_tile_size = min_tile_size
         self._curves: dict[str, dict[str, np.ndarray]] = {}
         self._pxap: float | None = None
         self._indices: list[int] | None = None
@@ -174,5 +177,6 @@ class MapVisualizer(Callback):
         tiles = []
         for image, scoremap, gt in zip(images, maps_np, gt_boxes):
             pred = boxes_at_threshold(scoremap, threshold, keep_empty=False)
-            tiles.append(render.overlay(image, scoremap, None if gt is None else gt.cpu(), pred, self.alpha))
+            tile = render.overlay(image, scoremap, None if gt is None else gt.cpu(), pred, self.alpha)
+            tiles.append(render.upscale(tile, self.min_tile_size))
         return render.make_grid(tiles, self.ncols)
