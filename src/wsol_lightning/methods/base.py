@@ -126,7 +126,8 @@ class WSOLModule(L.LightningModule):
     def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor:
         """Compute, check and log the loss terms."""
         losses = self.training_losses(batch)
-        for name, value in losses.items():
+        for name in sorted(losses, key=lambda k: k == "loss"):  # name the term, not only the total
+            value = losses[name]
             if not torch.isfinite(value).all():
                 raise NonFiniteLossError(
                     f"loss term '{name}' is {value.detach().float().cpu().tolist()} at global step "
