@@ -27,6 +27,7 @@ class WSOLCLI(LightningCLI):
         args: command-line arguments (``None`` reads ``sys.argv``); tests pass a list.
         run: run the subcommand (``False`` only instantiates model, datamodule and trainer).
         **kwargs: forwarded to :class:`~lightning.pytorch.cli.LightningCLI`.
+
     """
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
 from timm.models import FeatureListNet
+from torch import Tensor, nn
 
 from wsol_lightning.backbones.surgery import remove_downsampling, widen_inception_v3
 from wsol_lightning.backbones.weights import create_timm_model
@@ -29,6 +29,7 @@ class Trunk(nn.Module):
         channels: channels of each tap.
         reductions: effective stride of each tap after surgery.
         tap_names: timm module name of each tap.
+
     """
 
     def __init__(self, stages: Sequence[nn.Sequential], channels: Sequence[int],
@@ -77,6 +78,7 @@ def build_trunk(
 
     Returns:
         The trunk, with ``channels``/``reductions`` describing each kept tap.
+
     """
     model = create_timm_model(name, pretrained, in_chans=in_chans, num_classes=0)
     info = list(model.feature_info)

@@ -29,6 +29,7 @@ def create_timm_model(name: str, pretrained: bool | str, **kwargs: object) -> nn
     Raises:
         FileNotFoundError: the weights path does not exist.
         RuntimeError: ``pretrained=True`` and the weights could not be fetched (says how to pass a file).
+
     """
     if isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
         path = Path(pretrained).expanduser()
@@ -54,6 +55,7 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) 
 
     Returns:
         The model keys that kept their initial values (missing from the file or dropped).
+
     """
     path = Path(path)
     if path.suffix == ".safetensors":

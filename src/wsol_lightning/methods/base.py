@@ -62,6 +62,7 @@ class WSOLModule(L.LightningModule):
         multi_contour: all contours (MaxBoxAccV2) or the largest (V1).
         operating_threshold: fixed operating threshold for GT-known/Top-1/Top-5 Loc and prediction.
             ``None`` (default): chosen on the val split (best BoxAcc@50) and stored in checkpoints.
+
     """
 
     def __init__(
@@ -256,7 +257,7 @@ class WSOLModule(L.LightningModule):
         """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier."""
         head_ids = {id(p) for m in self.head_modules() for p in m.parameters()}
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("bw", "bb", "hw", "hb")}
-        for name, param in self.named_parameters():
+        for param in self.parameters():
             if not param.requires_grad:
                 continue
             is_bias = param.ndim <= 1

@@ -20,6 +20,7 @@ def centre_gaussian_maps(batch_size: int, height: int, width: int, sigma_fractio
 
     Returns:
         ``(B, H, W)`` float64 maps in [0, 1], maximum 1 at the centre.
+
     """
     ys = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2) / (sigma_fraction * height)
     xs = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2) / (sigma_fraction * width)

@@ -18,6 +18,7 @@ class LocalizationEvaluator(nn.Module):
         multi_contour: all contours (MaxBoxAccV2 protocol) or the largest one (V1).
         default_threshold: operating threshold used only where none was chosen on val nor given
             (prediction on a never-validated model); a warning says so.
+
     """
 
     def __init__(self, iou_thresholds: tuple[int, ...] = (30, 50, 70), cam_curve_interval: float = 0.001,

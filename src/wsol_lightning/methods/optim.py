@@ -16,6 +16,7 @@ def build_optimizer(groups: list[dict[str, Any]], name: str, lr: float, momentum
 
     Raises:
         ValueError: unknown optimizer name.
+
     """
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
@@ -44,6 +45,7 @@ def build_scheduler(
 
     Raises:
         ValueError: unknown schedule name, or ``poly`` without ``total_steps``.
+
     """
     if name == "none":
         return None

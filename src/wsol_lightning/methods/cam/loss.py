@@ -16,5 +16,6 @@ def classification_loss(logits: Tensor, labels: Tensor, label_smoothing: float =
 
     Returns:
         Scalar mean loss.
+
     """
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)

@@ -18,6 +18,7 @@ class CAMPreset:
         num_taps: stages kept (the last one feeds the classifier).
         stride_one_taps: stages run at stride 1 (no dilation).
         extra_conv: channels of an extra 3x3 conv + ReLU before GAP (VGG's conv6), 0 for none.
+
     """
 
     num_taps: int | None = None
@@ -53,6 +54,7 @@ class CAMNet(nn.Module):
         stride_one_taps: override the preset's stride-1 stages.
         num_taps: override the preset's number of stages.
         extra_conv: override the preset's extra conv channels (0 = none).
+
     """
 
     def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = False,

@@ -22,6 +22,7 @@ class CAM(WSOLModule):
         pretrained: ``False``, ``True`` or a local weights file.
         label_smoothing: label smoothing of the cross-entropy.
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
+
     """
 
     def __init__(self, backbone: str = "resnet50", num_classes: int = 200, pretrained: bool | str = False,
