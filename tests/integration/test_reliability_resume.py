@@ -1,0 +1,116 @@
+"""Resume and determinism: a run SIGKILLed mid-epoch resumes with ``--ckpt_path last`` and ends exactly
+where an uninterrupted run ends; the same seed gives the same metrics and weights twice.
+
+The killed run is a subprocess (the runner of ``test_ddp_methods.py``) that pauses right after a
+step-checkpoint so the kill lands at a known point; the other runs are in-process, on one thread like
+the subprocess, with ``--trainer.deterministic true``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_ddp_methods import SMALL_DATA, model_args, start_runner
+
+from wsol_lightning.cli import WSOLCLI
+
+# Known gaps in the data package (reported): the train albumentations.Compose has no seed (albumentations 2
+# draws from OS entropy, so seed_everything does not fix the crops/flips), the shuffling generator restarts
+# with each new DataLoader, and the train loader has no state_dict, so Lightning restarts a partly done
+# epoch from a fresh order. strict=True: these tests turn red (XPASS) once the data package is fixed, as a
+# reminder to drop the markers.
+DATA_NOT_REPRODUCIBLE = pytest.mark.xfail(
+    strict=True, reason="data: unseeded train augmentation; train loader neither epoch-seeded nor resumable")
+
+MAX_EPOCHS = 2
+STEPS_PER_EPOCH = 4  # 15 train images (3 classes x (7 - 2 val)) in batches of 4
+KILL_AT_STEP = 7  # mid-epoch 1; the last checkpoint before it is step 6 (every 2 steps)
+
+
+def run_args(cache: Path, root: Path, *extra: str) -> list[str]:
+    return [
+        "fit", *model_args("CAM"), "--model.cam_curve_interval", "0.01", "--model.lr_scheduler", "cosine",
+        *SMALL_DATA, "--data.data_dir", str(cache), "--seed_everything", "7",
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.deterministic", "true",
+        "--trainer.max_epochs", str(MAX_EPOCHS), "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(root),
+        "--trainer.callbacks+=ModelCheckpoint", f"--trainer.callbacks.dirpath={root / 'ckpt'}",
+        "--trainer.callbacks.every_n_train_steps=2", "--trainer.callbacks.save_top_k=-1",
+        "--trainer.callbacks.save_last=true", *extra,
+    ]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run like the subprocesses (OMP_NUM_THREADS=1) so float arithmetic matches bit for bit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit_in_process(args: list[str]) -> dict[str, Any]:
+    with one_thread():
+        cli = WSOLCLI(args=args)
+    return {
+        "metrics": {k: float(v) for k, v in cli.trainer.callback_metrics.items()},
+        "state": {k: v.detach().clone() for k, v in cli.model.state_dict().items()},
+        "global_step": cli.trainer.global_step,
+    }
+
+
+def assert_same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a["global_step"] == b["global_step"] == MAX_EPOCHS * STEPS_PER_EPOCH
+    assert a["state"].keys() == b["state"].keys()
+    differing = [k for k in a["state"] if not torch.equal(a["state"][k], b["state"][k])]
+    assert not differing, f"weights differ: {differing[:5]}"
+    assert a["metrics"].keys() == b["metrics"].keys()
+    assert {"test/maxboxacc_v2", "test/pxap", "test/top1_cls"} <= set(a["metrics"])
+    assert a["metrics"] == b["metrics"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> dict[str, Any]:
+    return fit_in_process(run_args(synthetic_cache, tmp_path_factory.mktemp("uninterrupted")))
+
+
+@DATA_NOT_REPRODUCIBLE
+def test_same_seed_gives_the_same_run_twice(uninterrupted: dict[str, Any], tmp_path: Path,
+                                            synthetic_cache: Path):
+    again = fit_in_process(run_args(synthetic_cache, tmp_path))
+    assert_same_run(uninterrupted, again)
+
+
+@DATA_NOT_REPRODUCIBLE
+def test_killed_mid_epoch_run_resumes_to_the_same_end(uninterrupted: dict[str, Any], tmp_path: Path,
+                                                      synthetic_cache: Path):
+    proc = start_runner(tmp_path / "killed.json", run_args(synthetic_cache, tmp_path),
+                        WSOL_RUNNER_PAUSE_AT_STEP=str(KILL_AT_STEP))
+    marker = tmp_path / "paused"
+    deadline = time.monotonic() + 240
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "the run never reached the kill point"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no cleanup, no final checkpoint: like a lost node
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    saved = sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt"))
+    assert "last.ckpt" in saved and not any("step=8" in name for name in saved), saved
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == KILL_AT_STEP - 1 and last["epoch"] == 1  # mid-epoch 1
+
+    resumed = fit_in_process(run_args(synthetic_cache, tmp_path, "--ckpt_path", "last"))
+    assert_same_run(uninterrupted, resumed)
