@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -72,8 +73,9 @@ def opencv_loop(maps: np.ndarray, boxes: list[np.ndarray], interval: float, delt
 
 
 def fast(maps: np.ndarray, boxes: list[np.ndarray], interval: float, deltas: tuple[int, ...], multi: bool,
-         batch: int) -> np.ndarray:
-    metric = MaxBoxAcc(iou_thresholds=deltas, cam_curve_interval=interval, multi_contour=multi)
+         batch: int, threads: int | None = None) -> np.ndarray:
+    metric = MaxBoxAcc(iou_thresholds=deltas, cam_curve_interval=interval, multi_contour=multi,
+                       num_threads=threads)
     cams = torch.from_numpy(maps)
     gt = [torch.from_numpy(b) for b in boxes]
     for start in range(0, len(maps), batch):
@@ -81,34 +83,39 @@ def fast(maps: np.ndarray, boxes: list[np.ndarray], interval: float, deltas: tup
     return metric.gt_known_hits.numpy()
 
 
-def best_time(fn: callable, repeat: int) -> tuple[float, object]:
-    times, result = [], None
+def best_time(fn: Callable[..., np.ndarray], repeat: int, *args: object) -> tuple[float, np.ndarray]:
+    times, result = [], np.zeros(0)
     for _ in range(repeat):
         start = time.perf_counter()
-        result = fn()
+        result = fn(*args)
         times.append(time.perf_counter() - start)
     return min(times), result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2, help="best of N for each timing")
     parser.add_argument("--intervals", type=float, nargs="+", default=[0.001, 0.01])
     parser.add_argument("--modes", nargs="+", default=["v2", "v1"], choices=["v2", "v1"])
+    parser.add_argument("--threads", type=int, default=None, help="V2 sweep threads (default: torch's)")
     args = parser.parse_args()
     maps, boxes = make_maps(args.images)
     fast(maps[:2], boxes[:2], 0.01, (50,), True, 2)  # numba load/compile outside the timings
-    print(f"{args.images} maps 224x224 (bicubic 14x14, min-max), torch {torch.get_num_threads()} threads, "
+    threads = args.threads or torch.get_num_threads()
+    print(f"{args.images} maps 224x224 (bicubic 14x14, min-max), V2 sweep on {threads} thread(s), "
           f"OpenCV {cv2.__version__}, best of {args.repeat}")
-    print(f"{'mode':<4} {'interval':>8} {'opencv img/s':>13} {'ms/img':>8} {'fast img/s':>11} {'ms/img':>8} {'ratio':>7}")
+    print(f"{'mode':<4} {'interval':>8} {'opencv img/s':>13} {'ms/img':>8} {'fast img/s':>11} {'ms/img':>8} "
+          f"{'ratio':>7}")
     for mode in args.modes:
         multi = mode == "v2"
         deltas = (30, 50, 70) if multi else (50,)
         for interval in args.intervals:
-            t_ref, ref = best_time(lambda: opencv_loop(maps, boxes, interval, deltas, multi), 1)
-            t_fast, got = best_time(lambda: fast(maps, boxes, interval, deltas, multi, args.batch), args.repeat)
+            t_ref, ref = best_time(opencv_loop, 1, maps, boxes, interval, deltas, multi)
+            t_fast, got = best_time(fast, args.repeat, maps, boxes, interval, deltas, multi, args.batch,
+                                    threads)
             if not np.array_equal(ref, got):
                 raise SystemExit(f"MISMATCH {mode} {interval}: counters differ")
             n = args.images

@@ -58,22 +58,6 @@ def box_best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def _counting_sort(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.zeros(NUM_LEVELS + 1, np.int64)
-    for i in range(u.shape[0]):
-        counts[u[i] + 1] += 1
-    for v in range(NUM_LEVELS):
-        counts[v + 1] += counts[v]
-    starts = counts.copy()
-    order = np.empty(u.shape[0], np.int32)
-    for i in range(u.shape[0]):
-        v = u[i]
-        order[counts[v]] = i
-        counts[v] += 1
-    return order, starts
-
-
-@njit(cache=True)
 def _remove(active: np.ndarray, pos: np.ndarray, n_active: int, r: int) -> int:
     i = pos[r]
     last = active[n_active - 1]
@@ -98,117 +82,142 @@ def _union(parent: np.ndarray, size: np.ndarray, box: np.ndarray, ra: int, rb: i
 
 
 @njit(cache=True)
-def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out`` ``(256,)`` with the best V2 IoU at each level of one flattened uint8 map."""
-    n = height * width
-    order, starts = _counting_sort(u)
-    parent = np.full(n, -1, np.int32)
-    size = np.zeros(n, np.int32)
-    box = np.zeros((n, 4), np.int32)
-    score = np.zeros(n, np.float64)
-    dirty = np.zeros(n, np.bool_)
-    active = np.empty(n, np.int32)
-    pos = np.full(n, -1, np.int32)
+def _grow(box: np.ndarray, r: int, x: int, y: int) -> None:
+    box[r, 0] = min(box[r, 0], x)
+    box[r, 1] = min(box[r, 1], y)
+    box[r, 2] = max(box[r, 2], x)
+    box[r, 3] = max(box[r, 3], y)
+
+
+@njit(cache=True)
+def _level_best(active: np.ndarray, n_active: int, dirty: np.ndarray, score: np.ndarray, box: np.ndarray,
+                grow: int, height: int, width: int, gt: np.ndarray) -> float:
+    """Best cached IoU over the active roots, rescoring the changed ones.
+
+    ``box`` holds padded coordinates (pixel ``x`` at ``x + 1``); ``grow`` is 0 for components, 1 for holes.
+    """
+    best = 0.0
+    for i in range(n_active):
+        r = active[i]
+        if dirty[r]:
+            x0 = box[r, 0] - 1 - grow
+            y0 = box[r, 1] - 1 - grow
+            x1 = min(box[r, 2] + grow, width - 1)  # (x_max + grow) + 1, back from padded: + 1 - 1
+            y1 = min(box[r, 3] + grow, height - 1)
+            score[r] = box_best_iou(x0, y0, x1, y1, gt)
+            dirty[r] = False
+        best = max(best, score[r])
+    return best
+
+
+@njit(cache=True)
+def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np.ndarray,
+                 parent: np.ndarray, size: np.ndarray, box: np.ndarray, score: np.ndarray, dirty: np.ndarray,
+                 active: np.ndarray, pos: np.ndarray, order: np.ndarray) -> None:
+    """Fill ``out`` ``(256,)`` with the best V2 IoU at each level of one ``(H, W)`` uint8 map.
+
+    Work arrays are sized for the padded ``(H + 2) * (W + 2)`` grid: the one-pixel frame is never
+    foreground and, for the background sweep, is one set that touches the border, so no bounds checks.
+    """
+    wp = width + 2
+    n = (height + 2) * wp
+    counts = np.zeros(NUM_LEVELS + 1, np.int64)
+    for y in range(height):
+        for x in range(width):
+            counts[u[y, x] + 1] += 1
+    for v in range(NUM_LEVELS):
+        counts[v + 1] += counts[v]
+    starts = counts.copy()
+    for y in range(height):
+        for x in range(width):
+            v = u[y, x]
+            order[counts[v]] = (y + 1) * wp + x + 1
+            counts[v] += 1
     fg_best = np.full(NUM_LEVELS, -1.0)
     hole_best = np.zeros(NUM_LEVELS)
+    offsets8 = np.array([-wp - 1, -wp, -wp + 1, -1, 1, wp - 1, wp, wp + 1])
+    offsets4 = np.array([-wp, -1, 1, wp])
 
     # Foreground: value v joins at level v - 1 (on iff U > L); 8-connectivity.
+    parent[:n] = -1
     n_active = 0
     for v in range(NUM_LEVELS - 1, 0, -1):
         for k in range(starts[v], starts[v + 1]):
             p = order[k]
-            py, px = p // width, p % width
-            parent[p] = p
-            size[p] = 1
-            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-            active[n_active] = p
-            pos[p] = n_active
-            n_active += 1
-            root = p
-            for dy in range(-1, 2):
-                qy = py + dy
-                if qy < 0 or qy >= height:
-                    continue
-                for dx in range(-1, 2):
-                    qx = px + dx
-                    if qx < 0 or qx >= width:
-                        continue
-                    q = qy * width + qx
-                    if parent[q] < 0 or q == p:
-                        continue
-                    rq = _find(parent, q)
-                    if rq != root:
-                        root, gone = _union(parent, size, box, root, rq)
-                        n_active = _remove(active, pos, n_active, gone)
-            dirty[root] = True
-        if n_active == 0:
-            continue
-        best = 0.0
-        for i in range(n_active):
-            r = active[i]
-            if dirty[r]:
-                score[r] = box_best_iou(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1),
-                                        min(box[r, 3] + 1, height - 1), gt)
-                dirty[r] = False
-            best = max(best, score[r])
-        fg_best[v - 1] = best
-
-    # Holes: value v joins the background at level v (off iff U <= L); 4-connectivity.
-    parent[:] = -1
-    pos[:] = -1
-    border = np.zeros(n, np.bool_)
-    n_active = 0
-    for v in range(0, NUM_LEVELS - 1):
-        for k in range(starts[v], starts[v + 1]):
-            p = order[k]
-            py, px = p // width, p % width
-            parent[p] = p
-            size[p] = 1
-            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-            border[p] = px == 0 or py == 0 or px == width - 1 or py == height - 1
-            if not border[p]:
-                active[n_active] = p
-                pos[p] = n_active
-                n_active += 1
-            root = p
-            for j in range(4):
-                if j == 0:
-                    if py == 0:
-                        continue
-                    q = p - width
-                elif j == 1:
-                    if py == height - 1:
-                        continue
-                    q = p + width
-                elif j == 2:
-                    if px == 0:
-                        continue
-                    q = p - 1
-                else:
-                    if px == width - 1:
-                        continue
-                    q = p + 1
-                if parent[q] < 0:
+            py, px = p // wp, p % wp
+            root = -1
+            for j in range(8):
+                q = p + offsets8[j]
+                pq = parent[q]
+                if pq < 0 or pq == root:
                     continue
                 rq = _find(parent, q)
                 if rq == root:
                     continue
-                root, gone = _union(parent, size, box, root, rq)
-                if pos[gone] >= 0:
+                if root < 0:
+                    root = rq
+                    parent[p] = rq
+                    size[rq] += 1
+                    _grow(box, rq, px, py)
+                else:
+                    root, gone = _union(parent, size, box, root, rq)
                     n_active = _remove(active, pos, n_active, gone)
-                if border[gone] and not border[root]:
-                    border[root] = True
-                    n_active = _remove(active, pos, n_active, root)
+            if root < 0:
+                root = p
+                parent[p] = p
+                size[p] = 1
+                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
+                active[n_active] = p
+                pos[p] = n_active
+                n_active += 1
             dirty[root] = True
-        best = 0.0
-        for i in range(n_active):
-            r = active[i]
-            if dirty[r]:
-                score[r] = box_best_iou(box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, width - 1),
-                                        min(box[r, 3] + 2, height - 1), gt)
-                dirty[r] = False
-            best = max(best, score[r])
-        hole_best[v] = best
+        if n_active > 0:
+            fg_best[v - 1] = _level_best(active, n_active, dirty, score, box, 0, height, width, gt)
+
+    # Holes: value v joins the background at level v (off iff U <= L); 4-connectivity. The frame is one
+    # set (root 0, huge size so it stays root) marked as touching the border; holes are the other roots.
+    parent[:n] = -1
+    pos[:n] = -1
+    for x in range(wp):
+        parent[x] = 0
+        parent[n - 1 - x] = 0
+    for y in range(height + 2):
+        parent[y * wp] = 0
+        parent[y * wp + wp - 1] = 0
+    size[0] = n + 1
+    n_active = 0
+    for v in range(0, NUM_LEVELS - 1):
+        for k in range(starts[v], starts[v + 1]):
+            p = order[k]
+            py, px = p // wp, p % wp
+            root = -1
+            for j in range(4):
+                q = p + offsets4[j]
+                pq = parent[q]
+                if pq < 0 or pq == root:
+                    continue
+                rq = _find(parent, q)
+                if rq == root:
+                    continue
+                if root < 0:
+                    root = rq
+                    parent[p] = rq
+                    size[rq] += 1
+                    _grow(box, rq, px, py)
+                else:
+                    root, gone = _union(parent, size, box, root, rq)
+                    if pos[gone] >= 0:
+                        n_active = _remove(active, pos, n_active, gone)
+            if root < 0:
+                root = p
+                parent[p] = p
+                size[p] = 1
+                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
+                active[n_active] = p
+                pos[p] = n_active
+                n_active += 1
+            dirty[root] = True
+        hole_best[v] = _level_best(active, n_active, dirty, score, box, 1, height, width, gt)
 
     empty = box_best_iou(0, 0, 0, 0, gt)
     for level in range(NUM_LEVELS):
@@ -222,8 +231,18 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
 def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, first: int, step: int,
                  out: np.ndarray) -> None:
     height, width = maps.shape[1], maps.shape[2]
+    n = (height + 2) * (width + 2)
+    parent = np.empty(n, np.int32)
+    size = np.zeros(n, np.int32)
+    box = np.zeros((n, 4), np.int32)
+    score = np.zeros(n, np.float64)
+    dirty = np.zeros(n, np.bool_)
+    active = np.empty(n, np.int32)
+    pos = np.full(n, -1, np.int32)
+    order = np.empty(height * width, np.int32)
     for b in range(first, maps.shape[0], step):
-        _sweep_image(maps[b].ravel(), height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b])
+        _sweep_image(maps[b], height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b],
+                     parent, size, box, score, dirty, active, pos, order)
 
 
 def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray,
