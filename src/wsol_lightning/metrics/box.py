@@ -27,7 +27,7 @@ class MaxBoxAcc(Metric):
     images spread over ``num_threads`` threads), whatever ``cam_curve_interval``: tens of times faster
     than the per-threshold OpenCV loop at 0.001 (``benchmarks/metrics.py``). V1 (largest contour by
     ``cv2.contourArea``) still calls OpenCV, once per distinct binary map among the grid's levels (at
-    most 255 per image): exact, about 4x faster than the loop at 0.001 and on par at 0.01.
+    most 255 per image): exact, but only ~4-7x faster than the loop at 0.001 and ~1.5x at 0.01.
 
     State: fixed-size integer counters ``(len(iou_thresholds), T)`` for gt-known, top-1 and top-5 hits and
     scalar counts, summed across processes (``dist_reduce_fx="sum"``); no map is ever stored. Under DDP use

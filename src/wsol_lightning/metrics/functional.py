@@ -26,7 +26,7 @@ from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_v2, box
 
 __all__ = [
     "cam_thresholds", "threshold_levels", "normalize_maps", "quantize_maps", "boxes_from_map",
-    "boxes_at_threshold", "box_iou_inclusive", "best_iou_per_level", "best_iou_per_threshold",
+    "boxes_at_threshold", "box_iou_inclusive", "iou_matrix", "best_iou_per_level", "best_iou_per_threshold",
     "scale_boxes_wsolevaluation", "pixel_histograms", "precision_recall_from_histograms",
     "pxap_from_histograms", "piou_from_histograms",
 ]
