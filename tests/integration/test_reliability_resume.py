@@ -21,14 +21,6 @@ from test_ddp_methods import SMALL_DATA, model_args, start_runner
 
 from wsol_lightning.cli import WSOLCLI
 
-# Known gaps in the data package (reported): the train albumentations.Compose has no seed (albumentations 2
-# draws from OS entropy, so seed_everything does not fix the crops/flips), the shuffling generator restarts
-# with each new DataLoader, and the train loader has no state_dict, so Lightning restarts a partly done
-# epoch from a fresh order. strict=True: these tests turn red (XPASS) once the data package is fixed, as a
-# reminder to drop the markers.
-DATA_NOT_REPRODUCIBLE = pytest.mark.xfail(
-    strict=True, reason="data: unseeded train augmentation; train loader neither epoch-seeded nor resumable")
-
 MAX_EPOCHS = 2
 STEPS_PER_EPOCH = 4  # 15 train images (3 classes x (7 - 2 val)) in batches of 4
 KILL_AT_STEP = 7  # mid-epoch 1; the last checkpoint before it is step 6 (every 2 steps)
@@ -84,14 +76,12 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Pat
     return fit_in_process(run_args(synthetic_cache, tmp_path_factory.mktemp("uninterrupted")))
 
 
-@DATA_NOT_REPRODUCIBLE
 def test_same_seed_gives_the_same_run_twice(uninterrupted: dict[str, Any], tmp_path: Path,
                                             synthetic_cache: Path):
     again = fit_in_process(run_args(synthetic_cache, tmp_path))
     assert_same_run(uninterrupted, again)
 
 
-@DATA_NOT_REPRODUCIBLE
 def test_killed_mid_epoch_run_resumes_to_the_same_end(uninterrupted: dict[str, Any], tmp_path: Path,
                                                       synthetic_cache: Path):
     proc = start_runner(tmp_path / "killed.json", run_args(synthetic_cache, tmp_path),

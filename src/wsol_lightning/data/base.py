@@ -16,6 +16,7 @@ from wsol_lightning.data import transforms as T
 from wsol_lightning.data.collate import wsol_collate
 from wsol_lightning.data.dataset import WSOLDataset
 from wsol_lightning.data.index import DatasetIndex
+from wsol_lightning.data.sampling import ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,24 @@ class WSOLDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled train loader."""
-        return self._loader("train", shuffle=True)
+        """Shuffled train loader, reproducible from ``seed`` and resumable mid-epoch."""
+        return ResumableDataLoader(
+            self.make_dataset("train"),
+            progress=self._batches_trained_this_epoch,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=wsol_collate,
+            pin_memory=self.pin_memory,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _batches_trained_this_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def val_dataloader(self) -> DataLoader:
         """Val loader (threshold selection split)."""

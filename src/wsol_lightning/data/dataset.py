@@ -95,7 +95,11 @@ class WSOLDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        """Load sample ``key``: an index, or ``(index, augmentation_seed)`` from the train sampler."""
+        i, seed = (key, None) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+        if seed is not None and self.train and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
         try:
             return self._load(i)
         except DataError as err:
