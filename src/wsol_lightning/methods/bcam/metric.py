@@ -6,44 +6,21 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from wsol_lightning.metrics.functional import box_iou_inclusive, boxes_at_threshold
 from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
 
 
-def best_box_iou(boxes: Tensor, gt_boxes: Tensor) -> float:
-    """Best IoU (inclusive pixels, the wsolevaluation ``+1`` convention) of any box against any GT box.
-
-    Args:
-        boxes: ``(n, 4)`` int ``x0, y0, x1, y1`` (``n = 0`` counts as the box ``(0, 0, 0, 0)``).
-        gt_boxes: ``(m, 4)`` int GT boxes, ``m >= 1``.
-
-    Returns:
-        The best IoU in [0, 1].
-
-    """
-    if len(boxes) == 0:
-        boxes = torch.zeros(1, 4, dtype=torch.int64)
-    a = boxes.to(torch.int64).cpu()[:, None]
-    g = gt_boxes.to(torch.int64).cpu()[None]
-    iw = (torch.minimum(a[..., 2], g[..., 2]) - torch.maximum(a[..., 0], g[..., 0]) + 1).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], g[..., 3]) - torch.maximum(a[..., 1], g[..., 1]) + 1).clamp(min=0)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
-    union = (area_a + area_g - inter).clamp(min=1)
-    return float((inter / union).max())
-
-
 def mask_boxes(mask: Tensor, multi_contour: bool = True) -> Tensor:
-    """Boxes of a binary mask ``(H, W)`` with the shared box miner (every contour, or the largest one).
+    """Return the boxes of a binary mask ``(H, W)`` from the shared box miner, largest region first.
+
+    Every contour (MaxBoxAccV2) or only the largest (V1); an empty mask gives the box ``(0, 0, 0, 0)``, as in
+    wsolevaluation.
 
     Returns:
-        ``(n, 4)`` int64 boxes, largest region first.
+        ``(n, 4)`` int64 boxes ``x0, y0, x1, y1`` (inclusive).
 
     """
-    from wsol_lightning.metrics.functional import boxes_at_threshold
-
-    boxes = boxes_at_threshold(mask.to(torch.float64), 0.5)
-    return boxes if multi_contour else boxes[:1]
+    return boxes_at_threshold(mask.detach().to(torch.float64).cpu(), 0.5, multi_contour=multi_contour)
 
 
 class MaskAccuracy(Metric):
@@ -75,7 +52,7 @@ class MaskAccuracy(Metric):
             for mask, gt in zip(masks, boxes, strict=True):
                 if len(gt) == 0:
                     continue
-                iou = best_box_iou(mask_boxes(mask, self.multi_contour), gt)
+                iou = box_iou_inclusive(mask_boxes(mask, self.multi_contour), gt.cpu()).max()
                 self.hits += float(iou >= self.iou_threshold)
                 self.count += 1
         if gt_masks is not None:

@@ -56,6 +56,8 @@ class BCAM(WSOLModule):
         mask_upsample: interpolation of the object and background maps to the image size before the
             threshold-free comparison (``bicubic`` as the official code, or ``bilinear``).
         head_lr_taps: trunk stages trained at the head lr; ``None`` = preset (ResNet: layer4, tap 4).
+        stride_one_taps: trunk stages run at stride 1; ``None`` = preset (ResNet: layer3 and layer4, 28x28
+            at 224; the VOC/IRN code uses ``[4]``, output stride 16).
         aggregator_bias: aggregators with a bias; ``None`` = preset (VGG: yes).
         classifier_bias: classifiers with a bias (official WSOL: yes; VOC: no).
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
@@ -77,6 +79,7 @@ class BCAM(WSOLModule):
         swept_map: Literal["object", "difference"] = "object",
         mask_upsample: Literal["bicubic", "bilinear"] = "bicubic",
         head_lr_taps: Sequence[int] | None = None,
+        stride_one_taps: Sequence[int] | None = None,
         aggregator_bias: bool | None = None,
         classifier_bias: bool = True,
         **kwargs: Any,
@@ -88,7 +91,8 @@ class BCAM(WSOLModule):
             raise ValueError(f"swept_map must be 'object' or 'difference', got {swept_map!r}")
         self.net = BCAMNet(backbone, num_classes, pretrained, num_heads=num_heads,
                            detach_obj_for_bg=detach_obj_for_bg, detach_bg_for_bg=detach_bg_for_bg,
-                           aggregator_bias=aggregator_bias, classifier_bias=classifier_bias)
+                           aggregator_bias=aggregator_bias, classifier_bias=classifier_bias,
+                           stride_one_taps=None if stride_one_taps is None else tuple(stride_one_taps))
         self.loss_weights = tuple(float(w) for w in (official_loss_weights(backbone) if loss_weights is None
                                                         else loss_weights))
         if len(self.loss_weights) != 4:
