@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
@@ -81,4 +82,10 @@ class LocalizationEvaluator(nn.Module):
 
     @staticmethod
     def _seen(metric: nn.Module) -> bool:
-        return bool(getattr(metric, "_update_count", 0))
+        """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
+        count = torch.tensor(float(getattr(metric, "_update_count", 0)))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            count = count.to(device)
+            dist.all_reduce(count)
+        return bool(count.item() > 0)
