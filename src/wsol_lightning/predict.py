@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+from tqdm.auto import tqdm
 
 from wsol_lightning.metrics.functional import quantize_maps
 
@@ -182,14 +183,17 @@ def ground_truth_from_dataset(dataset: Any, indices: Sequence[int],
 
     Box annotations come from the index's boxes with the image's label; where the sample has a mask, the
     object mask (ignored pixels count as background) is attached to its single box, or becomes its own
-    annotation when the sample has no box. Returns ``None`` for datasets without an index or labels.
+    annotation when the sample has no box. Returns ``None`` for datasets without an index, and for
+    multi-label data (VOC, COCO), whose index does not tell each box's class: give those a COCO ground-truth
+    JSON instead.
     """
     index = getattr(dataset, "index", None)
-    if index is None:
+    if index is None or getattr(index, "multi_hot", None) is not None:
         return None
     images, annotations = [], []
     read_mask = getattr(dataset, "read_mask", None) or getattr(dataset, "_read_mask", None)
-    for i in sorted(set(int(k) for k in indices)):
+    todo = sorted(set(int(k) for k in indices))
+    for i in tqdm(todo, desc="ground truth for COCOeval", disable=len(todo) < 1000):
         label = int(index.labels[i])
         if label < 0:
             continue
