@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--num_classes", type=int, default=4)
+    parser.add_argument("--methods", nargs="*", help="only these labels (e.g. CAM BAS)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -74,6 +75,8 @@ def main() -> None:
     batch = synthetic_batch(args.num_classes, args.size, args.batch)
     steps: dict[str, Callable[[], None]] = {}
     for label, (cls_name, kwargs) in variants(args.backbone).items():
+        if args.methods and label not in args.methods and label != "CAM":
+            continue
         try:
             steps[label] = make_step(cls_name, kwargs, args.backbone, args.num_classes, batch)
             steps[label]()  # warm-up
