@@ -133,6 +133,8 @@ class BAS(WSOLModule):
         foreground = gather_class(outputs["fpm"], labels)  # (B, H', W') = M_y
         background = self.net.background_logits(outputs["mid"], foreground, hp.background_bn)
         if hp.multilabel:
+            if "multi_hot" not in batch:
+                raise KeyError("BAS(multilabel=True) needs batch['multi_hot'] (a multi-label datamodule)")
             loss_cls = multilabel_classification_loss(logits, batch["multi_hot"])
         else:
             loss_cls = classification_loss(logits, labels)
