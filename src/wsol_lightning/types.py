@@ -30,6 +30,8 @@ class WSOLBatch(TypedDict, total=False):
         boxes: list of ``B`` int64 tensors ``(n_i, 4)``; ``n_i`` may be 0 (no box annotated).
         mask: ``(B, H, W)`` uint8 with 1 = object, 0 = background, 255 = ignored; present only when
             every image of the batch has a mask.
+        semantic: ``(B, H, W)`` uint8 class-indexed mask (0 background, ``c + 1`` class ``c``, 255
+            ignored) of multi-label segmentation data (VOC eval splits), for seed mIoU.
         index: ``(B,)`` int64 position of each sample in its dataset (for exports and de-duplication).
         image_id: list of ``B`` str identifiers (relative paths).
         orig_size: ``(B, 2)`` int64 original ``(width, height)`` of each image.
@@ -40,6 +42,7 @@ class WSOLBatch(TypedDict, total=False):
     multi_hot: Tensor
     boxes: list[Tensor]
     mask: Tensor
+    semantic: Tensor
     index: Tensor
     image_id: list[str]
     orig_size: Tensor

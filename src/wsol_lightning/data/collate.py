@@ -13,7 +13,7 @@ def wsol_collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | N
 
     ``image``, ``label``, ``multi_hot``, ``index`` and ``orig_size`` are stacked; ``boxes`` stays a
     list of ``(n_i, 4)`` tensors; ``image_id`` a list of str; ``mask`` is stacked only when every
-    sample has one.
+    sample has one, and so is ``semantic`` (class-indexed masks of VOC's eval splits).
 
     Returns:
         The batch dict, or ``None`` when every sample was skipped.
@@ -32,6 +32,7 @@ def wsol_collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | N
     }
     if all("multi_hot" in s for s in kept):
         batch["multi_hot"] = torch.stack([s["multi_hot"] for s in kept])
-    if all("mask" in s for s in kept):
-        batch["mask"] = torch.stack([s["mask"] for s in kept])
+    for key in ("mask", "semantic"):
+        if all(key in s for s in kept):
+            batch[key] = torch.stack([s[key] for s in kept])
     return batch

@@ -169,6 +169,13 @@ class WSOLDataset(Dataset):
         mask[ignore & ~obj] = MASK_IGNORE
         return mask
 
+    def _read_semantic(self, i: int) -> np.ndarray | None:
+        """Class-indexed mask of a palette annotation (0 background, c + 1 class c, 255 ignored)."""
+        idx = self.index
+        if idx.mask_format != "palette" or not idx.has_masks(i):
+            return None
+        return read_gray(Path(idx.mask_root) / idx.mask_paths[i][0], palette=True)  # type: ignore[index]
+
     def _load(self, i: int) -> dict[str, Any]:
         idx = self.index
         path = idx.root / idx.image_ids[i]
@@ -181,6 +188,7 @@ class WSOLDataset(Dataset):
                 "(renamed or replaced file?)"
             )
         mask = self._read_mask(i, width, height)
+        semantic = self._read_semantic(i) if not self.train else None
         if idx.boxes_from_mask:
             boxes = mask_box(mask)
         else:
@@ -203,6 +211,8 @@ class WSOLDataset(Dataset):
             boxes = T.scale_boxes(boxes, (width, height), new_size)
             if mask is not None:
                 mask = T.resize_mask(mask, new_size)
+            if semantic is not None:
+                semantic = T.resize_mask(semantic, new_size)
         sample: dict[str, Any] = {
             "image": tensor,
             "label": torch.tensor(self._label(i), dtype=torch.int64),
@@ -215,4 +225,6 @@ class WSOLDataset(Dataset):
             sample["multi_hot"] = torch.as_tensor(idx.multi_hot[i], dtype=torch.float32)
         if mask is not None:
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+        if semantic is not None and self.transform is not None:
+            sample["semantic"] = torch.from_numpy(np.ascontiguousarray(semantic))
         return sample

@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
+from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
 
 
@@ -105,6 +106,9 @@ class WSOLModule(L.LightningModule):
         self.top5_cls = MulticlassAccuracy(num_classes=num_classes, top_k=top5, average="micro")
         fixed = math.nan if operating_threshold is None else float(operating_threshold)
         self.register_buffer("operating_threshold", torch.tensor(fixed, dtype=torch.float64))
+        # Seed mIoU (multi-label segmentation data such as VOC): background threshold chosen on val.
+        self.seed_miou = SeedMIoU(num_classes)
+        self.register_buffer("seed_bg_threshold", torch.tensor(math.nan, dtype=torch.float64))
 
     # ------------------------------------------------------------------ to implement
     def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -168,6 +172,24 @@ class WSOLModule(L.LightningModule):
         self.top1_cls.update(logits, labels)
         self.top5_cls.update(logits, labels)
         self.evaluator.update(maps, batch, logits)
+        if "semantic" in batch and "multi_hot" in batch:
+            self.seed_miou.update(self.seed_maps(batch), batch["semantic"])
+
+    @torch.no_grad()
+    def seed_maps(self, batch: WSOLBatch) -> Tensor:
+        """Seed maps ``(B, C, H, W)`` for multi-label data: the normalised map of every positive class, 0 elsewhere.
+
+        Each class map is upsampled and min-max normalised like the localisation maps.
+        """
+        images = batch["image"]
+        outputs = self(images)
+        present = batch["multi_hot"] > 0.5
+        size = images.shape[-2:]
+        maps = torch.zeros(images.shape[0], self.num_classes, *size, dtype=torch.float64, device=images.device)
+        for cls in present.any(dim=0).nonzero().flatten().tolist():
+            classes = torch.full((images.shape[0],), cls, dtype=torch.long, device=images.device)
+            maps[:, cls] = self.normalize_to_image(self.localization_maps(outputs, classes), size)
+        return maps * present[:, :, None, None]
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         """Accumulate val metrics."""
@@ -185,8 +207,8 @@ class WSOLModule(L.LightningModule):
         self._log_eval_metrics("val", choose_threshold=True)
 
     def on_test_start(self) -> None:
-        """Choose the operating threshold on the val split first if no run has chosen one yet."""
-        if math.isnan(float(self.operating_threshold)):
+        """Choose the operating thresholds on the val split first if no run has chosen them yet."""
+        if math.isnan(float(self.operating_threshold)) or math.isnan(float(self.seed_bg_threshold)):
             self._choose_threshold_on_val()
 
     @torch.no_grad()
@@ -198,13 +220,18 @@ class WSOLModule(L.LightningModule):
             iou_thresholds=self.evaluator.box.iou_thresholds, cam_curve_interval=self.hparams.cam_curve_interval,
             multi_contour=self.hparams.multi_contour,
         ).to(self.device)
+        seeds = SeedMIoU(self.num_classes).to(self.device)
         for batch in datamodule.val_dataloader():
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             logits, maps = self.evaluation_maps(batch)
             evaluator.update(maps, batch, logits)
+            if "semantic" in batch and "multi_hot" in batch:
+                seeds.update(self.seed_maps(batch), batch["semantic"])
         results = evaluator.compute()
-        if "best_threshold" in results:
+        if "best_threshold" in results and math.isnan(float(self.operating_threshold)):
             self.operating_threshold.fill_(float(results["best_threshold"]))
+        if evaluator._seen(seeds) and math.isnan(float(self.seed_bg_threshold)):
+            self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
     def on_test_epoch_end(self) -> None:
         """Log test metrics at the operating threshold chosen on val."""
@@ -221,11 +248,26 @@ class WSOLModule(L.LightningModule):
         results["operating_threshold"] = torch.tensor(threshold)
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
+        results.update(self._seed_results(choose_threshold))
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
                        if k != "best_threshold"}, sync_dist=False)
         self._reset_eval_metrics()
 
+    def _seed_results(self, choose_threshold: bool) -> dict[str, Tensor]:
+        if not self.evaluator._seen(self.seed_miou):
+            return {}
+        seeds = self.seed_miou.compute()
+        if choose_threshold:
+            self.seed_bg_threshold.fill_(float(seeds["best_bg_threshold"]))
+        results = {"miou_best": seeds["miou_best"]}
+        threshold = float(self.seed_bg_threshold)
+        if not math.isnan(threshold):  # never chosen on val: only the best-on-split value, named as such
+            results["miou"] = self.seed_miou.miou_at(seeds["miou_curve"], threshold)
+            results["seed_bg_threshold"] = torch.tensor(threshold)
+        return results
+
     def _reset_eval_metrics(self) -> None:
+        self.seed_miou.reset()
         self.evaluator.reset()
         self.top1_cls.reset()
         self.top5_cls.reset()
