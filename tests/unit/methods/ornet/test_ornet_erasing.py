@@ -33,7 +33,7 @@ def test_erased_set_is_inside_the_above_threshold_region_and_the_peak_rectangle(
     assert not (out.dropped & ~out.region).any()           # drops only inside E
     assert torch.equal(out.erased, out.valid) and out.valid.float().mean() > 0.8
     assert torch.equal(out.region.flatten(1).any(1), out.erased)
-    for b in torch.nonzero(out.erased)[:, 0].tolist():                          # E is a rectangle (within S) around the peak
+    for b in torch.nonzero(out.erased)[:, 0].tolist():  # E is a rectangle (within S) around the peak
         ys, xs = torch.nonzero(out.region[b], as_tuple=True)
         peak = int(flat[b].argmax())
         py, px = peak // p.shape[-1], peak % p.shape[-1]

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from wsol_lightning.backbones import build_trunk
 from wsol_lightning.methods.ornet.model import (
     CoarseNet,
     EvaluatorNet,
@@ -11,7 +12,6 @@ from wsol_lightning.methods.ornet.model import (
     UNetDecoder,
     low_level_tap,
 )
-from wsol_lightning.backbones import build_trunk
 
 # backbone -> (channels of f^c, side of f^c at 224, main-path feature channels)
 SHAPES_224 = {
@@ -66,7 +66,7 @@ def test_main_path_gradient_reaches_the_generator_and_aux_head_does_not_reach_ma
     assert net.aux_head.weight.grad.abs().sum() > 0
     assert net.classifier.weight.grad is None and net.map_head.conv.weight.grad is None
     assert net.trunk.stages[4].layer4[0].conv1.weight.grad is None  # layer4 is after the tap
-    assert net.trunk.stages[0].conv1.weight.grad.abs().sum() > 0     # the stem is before it
+    assert net.trunk.stages[0].bn1.weight.grad.abs().sum() > 0       # the stem is before it
 
 
 def test_refine_net_is_the_coarse_generator_by_name():

@@ -103,6 +103,9 @@ def test_coarse_and_evaluator_losses():
 
 def test_frozen_parts_stay_in_eval_mode_and_batchnorm_statistics_do_not_drift(chain):
     model = refine_model(chain, erase_seed=0)
+    # Lightning never calls train() at fit start: a fresh model must already have its frozen parts in eval
+    assert model.training and not model.net.trunk.training and not model.eval_classifier.training
+    model.eval()
     model.train()
     assert not model.net.trunk.training and not model.eval_classifier.training
     assert not model.net.decoder.down1.training and not model.net.decoder.up1.training
