@@ -8,8 +8,10 @@ wsolevaluation does, unless ``--test_after_fit false``); ``wsol test -c ... --ck
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import wsol_lightning.callbacks  # noqa: F401  (registers MapVisualizer, COCOPredictionWriter by name)
@@ -53,6 +55,27 @@ class WSOLCLI(LightningCLI):
             "--test_after_fit", type=bool, default=True,
             help="After `fit`, test the final weights on the test split (threshold chosen on val).",
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Read model hyperparameters from ``--ckpt_path``, also for checkpoints saved without the CLI.
+
+        Lightning's CLI needs the checkpoint to name its model class (``_class_path``, which only CLI runs
+        store); for a checkpoint written by a plain ``Trainer`` the class given with ``--model`` is used.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+            hparams = {k: v for k, v in hparams.items() if k != "_instantiator"}
+            model = self.config[subcommand].get("model")
+            class_path = model.get("class_path") if model is not None else None
+            if hparams and "_class_path" not in hparams:
+                if class_path is None:
+                    raise ValueError(f"{ckpt_path} does not name its model class: pass --model <Class> (e.g. CAM)")
+                parsed = {subcommand: {"model": {"class_path": class_path, "dict_kwargs": hparams}}}
+                self.config = self.parser.parse_object(parsed, self.config)
+                return
+        super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
         """Test the final weights after ``fit`` (wsolevaluation evaluates the last checkpoint)."""

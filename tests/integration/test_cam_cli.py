@@ -104,3 +104,20 @@ def test_cam_synthetic_learns_beyond_centre_baseline(tmp_path: Path):
     baseline = centre_baseline(cli.datamodule)
     assert learned > baseline + 10, (learned, baseline)
     assert float(cli.trainer.callback_metrics["test/top1_cls"]) > 80
+
+
+def test_cli_tests_a_checkpoint_saved_by_a_plain_trainer(tmp_path: Path, synthetic_cache: Path):
+    data = SyntheticDataModule(data_dir=synthetic_cache, images_per_class=24, val_per_class=4, batch_size=8)
+    model = CAM(backbone="test_resnet", num_classes=data.num_classes, cam_curve_interval=0.01, label_smoothing=0.1)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", default_root_dir=tmp_path, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=2)
+    trainer.fit(model, datamodule=data)
+    ckpt = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(ckpt)
+    run = WSOLCLI(args=["test", "--model", "CAM", "--data", "SyntheticDataModule", "--data.data_dir",
+                        str(synthetic_cache), "--data.images_per_class", "24", "--data.val_per_class", "4",
+                        "--data.batch_size", "8", "--ckpt_path", str(ckpt), "--trainer.accelerator", "cpu",
+                        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    assert run.model.hparams.backbone == "test_resnet"
+    assert run.model.hparams.label_smoothing == 0.1
+    assert "test/maxboxacc_v2" in run.trainer.callback_metrics
