@@ -83,3 +83,23 @@ def test_bcam_synthetic_learns_beyond_centre_baseline(tmp_path: Path):
     assert float(metrics["test/maxboxacc_v2"]) > baseline + 20, (float(metrics["test/maxboxacc_v2"]), baseline)
     assert float(metrics["test/mask_gt_known_loc"]) > 50
     assert float(metrics["test/mask_piou"]) > 40
+
+
+def test_voc_multi_label_variant_gives_seed_miou(tmp_path: Path):
+    """The VOC recipe's model settings on a fake VOC layout: multi-hot training, seed mIoU at test."""
+    from wsol_lightning.data.fakes import write_voc_layout
+
+    root = write_voc_layout(tmp_path / "data", num_images=16, seed=3)
+    cli = WSOLCLI(args=[
+        "fit", "--config", str(CONFIG_DIR / "bcam_voc.yaml"), "--model.backbone", "resnet10t",
+        "--model.pretrained", "false", "--model.cam_curve_interval", "0.01", "--data.data_dir", str(root),
+        "--data.image_size", "64", "--data.batch_size", "4", "--data.num_workers", "0", "--data.val_size", "2",
+        "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--test_after_fit", "false",
+    ])
+    assert cli.model.hparams.multi_label and cli.model.hparams.num_heads == 20
+    assert not cli.model.net.detach_obj_for_bg and cli.model.net.head.classifier_obj.bias is None
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss_obj_cls"])
+    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    assert "test/miou" in metrics or "test/miou_best" in metrics, sorted(metrics)
