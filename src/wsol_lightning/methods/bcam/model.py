@@ -227,7 +227,7 @@ class BCAMNet(nn.Module):
         self.feature_channels = channels
 
     def new_modules(self) -> list[nn.Module]:
-        """Layers trained from scratch plus the trunk stages the preset trains at the head lr."""
+        """Return the layers trained from scratch (extra convs and head); the module adds ``head_lr_taps``."""
         return [self.extra_pre, self.extra_post, self.head]
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
