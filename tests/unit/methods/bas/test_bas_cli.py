@@ -55,3 +55,25 @@ def test_bas_synthetic_config_learns_beyond_the_centre_baseline(tmp_path: Path):
     baseline = _centre_baseline(cli.datamodule)
     assert learned > baseline + 10, (learned, baseline)
     assert float(cli.trainer.callback_metrics["test/top1_cls"]) > 80
+
+
+def test_bas_wsss_mode_trains_on_a_voc_layout_and_scores_seeds(tmp_path: Path):
+    from wsol_lightning.data.fakes import write_voc_layout
+
+    voc = write_voc_layout(tmp_path / "voc", num_images=16, seed=2)
+    cli = WSOLCLI(args=[
+        "fit", "--model", "BAS", "--model.backbone", "resnet10t", "--model.multilabel", "true",
+        "--model.variant", "ijcv", "--model.alpha", "0.2", "--model.detach_frg_features", "true",
+        "--model.stride_one_taps", "[4]", "--model.pool_between", "none", "--model.head_convs", "0",
+        "--model.cam_curve_interval", "0.01",
+        "--data", "VOCDataModule", "--data.data_dir", str(voc), "--data.val_size", "4",
+        "--data.image_size", "64", "--data.batch_size", "4",
+        "--trainer.max_steps", "2", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+        "--trainer.enable_checkpointing", "false", "--test_after_fit", "false",
+    ])
+    assert cli.model.hparams.num_classes == 20 and cli.trainer.global_step == 2
+    for term in TERMS:
+        assert torch.isfinite(cli.trainer.callback_metrics[f"train/{term}"]), term
+    results = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    assert "val/miou" in results or "val/miou_best" in results, sorted(results)
