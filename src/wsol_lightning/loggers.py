@@ -94,6 +94,8 @@ class WSOLWandbLogger(WandbLogger):
         offline, reason = resolve_offline(offline)
         if offline:
             log_model = False
+            # explicit, so it holds even when an earlier wandb session in this process cached another mode
+            kwargs.setdefault("mode", "offline")
         super().__init__(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model,
                          **kwargs)
         self.offline_reason = reason

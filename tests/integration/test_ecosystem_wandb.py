@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_offline_wandb_run_holds_metrics_media_and_curves(tmp_path: Path, synthe
             "--trainer.callbacks+=wsol_lightning.callbacks.MapVisualizer",
             "--trainer.callbacks.num_images", "4", "--trainer.callbacks.save_dir", str(tmp_path / "png"),
         ])
+        cli.trainer.logger.experiment.finish()  # flushes the run file (wandb.run may be another run)
         wandb.finish()
     assert "W&B offline" in caplog.text and "wandb sync" in caplog.text
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
@@ -70,8 +72,14 @@ def test_offline_wandb_run_holds_metrics_media_and_curves(tmp_path: Path, synthe
     history: dict[str, int] = {}
     config_keys: set[str] = set()
     config_json = ""
-    for record in wandb_records(next(run.glob("run-*.wandb"))):
+    run_file = next(run.glob("run-*.wandb"))
+    deadline = time.monotonic() + 30
+    while run_file.stat().st_size <= 7 and time.monotonic() < deadline:  # header only: not flushed yet
+        time.sleep(0.5)
+    kinds: dict[str, int] = {}
+    for record in wandb_records(run_file):
         kind = record.WhichOneof("record_type")
+        kinds[kind] = kinds.get(kind, 0) + 1
         if kind == "history":
             for item in record.history.item:
                 key = item.key or "/".join(item.nested_key)
@@ -83,7 +91,7 @@ def test_offline_wandb_run_holds_metrics_media_and_curves(tmp_path: Path, synthe
                     config_json = item.value_json
     for key in ("train/loss", "train/loss_cls", "val/maxboxacc_v2", "val/pxap", "val/gt_known_loc",
                 "val/operating_threshold", "val/top1_cls"):
-        assert key in history, (key, sorted(history))
+        assert key in history, (key, sorted(history), kinds, run_file.stat().st_size)
     for key in ("val/maps", "val/box_acc_curve", "val/pixel_pr_curve"):
         assert f"{key}/_type" in history, key
     assert {"backbone", "lr", "num_classes", "config"} <= config_keys  # hparams and the full CLI config

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import wandb
 
 from wsol_lightning import loggers
 from wsol_lightning.loggers import WSOLWandbLogger, has_wandb_credentials, resolve_offline
@@ -67,4 +68,5 @@ def test_disabled_mode_makes_a_working_no_op_run(monkeypatch: pytest.MonkeyPatch
     assert not logger._offline
     logger.log_metrics({"val/x": 1.0}, step=0)
     logger.experiment.finish()
+    wandb.teardown()  # do not leave a session with cached settings to later tests
     assert not (tmp_path / "wandb").exists() or not any((tmp_path / "wandb").glob("offline-run-*"))
