@@ -191,7 +191,7 @@ def ground_truth_from_dataset(dataset: Any, indices: Sequence[int],
     if index is None or getattr(index, "multi_hot", None) is not None:
         return None
     images, annotations = [], []
-    read_mask = getattr(dataset, "read_mask", None) or getattr(dataset, "_read_mask", None)
+    read_mask = getattr(dataset, "read_mask", None)
     todo = sorted(set(int(k) for k in indices))
     for i in tqdm(todo, desc="ground truth for COCOeval", disable=len(todo) < 1000):
         label = int(index.labels[i])

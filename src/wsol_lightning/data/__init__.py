@@ -6,6 +6,7 @@ from wsol_lightning.data.coco import COCODataModule
 from wsol_lightning.data.collate import wsol_collate
 from wsol_lightning.data.cub import CUBDataModule
 from wsol_lightning.data.dataset import WSOLDataset
+from wsol_lightning.data.folder import ImageFolderDataModule
 from wsol_lightning.data.imagenet import ImageNetDataModule
 from wsol_lightning.data.index import DataError, DatasetIndex
 from wsol_lightning.data.openimages import OpenImagesDataModule
@@ -18,6 +19,7 @@ __all__ = [
     "CUBDataModule",
     "DataError",
     "DatasetIndex",
+    "ImageFolderDataModule",
     "ImageNetDataModule",
     "OpenImagesDataModule",
     "OxfordPetsDataModule",

@@ -161,6 +161,11 @@ class COCODataModule(WSOLDataModule):
             self._names = {c["id"]: c["name"] for c in data.get("categories", [])}
         return self._cats
 
+    @property
+    def category_ids(self) -> list[int]:
+        """The COCO category id of each class index (predictions keep the original ids)."""
+        return list(self._categories())
+
     def read_class_names(self) -> list[str]:
         """``class_names`` if given, else the train JSON's category names (sorted by id)."""
         if self._given_names is not None:

@@ -133,6 +133,13 @@ class WSOLDataset(Dataset):
             )
         return boxes
 
+    def read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:
+        """Object mask ``(height, width)`` uint8 of sample ``i`` at its original size, or ``None``.
+
+        1 = object, 0 = background, 255 = ignored.
+        """
+        return self._read_mask(i, width, height)
+
     def _read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:
         idx = self.index
         if not idx.has_masks(i):
