@@ -92,10 +92,12 @@ class WSOLWandbLogger(WandbLogger):
                  offline: bool | None = None, log_model: bool | str = False, **kwargs: Any) -> None:
         save_dir = os.environ.get("WANDB_DIR", save_dir) if save_dir == "." else save_dir
         offline, reason = resolve_offline(offline)
+        # explicit modes, so they hold even when an earlier wandb session in this process cached another one
         if offline:
             log_model = False
-            # explicit, so it holds even when an earlier wandb session in this process cached another mode
             kwargs.setdefault("mode", "offline")
+        elif os.environ.get("WANDB_MODE", "").lower() == "disabled":
+            kwargs.setdefault("mode", "disabled")
         super().__init__(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model,
                          **kwargs)
         self.offline_reason = reason
