@@ -38,3 +38,14 @@ def test_wrong_type_is_rejected_naming_the_key(capsys: pytest.CaptureFixture[str
         WSOLCLI(args=["fit", "--config", str(config), "--trainer.max_epochs", "many", "--print_config"])
     assert exit_info.value.code not in (0, None)
     assert "max_epochs" in capsys.readouterr().err
+
+
+PAPER_CONFIGS = [p for p in CONFIGS if "synthetic" not in p.name]
+
+
+@pytest.mark.parametrize("config", PAPER_CONFIGS, ids=[p.name for p in PAPER_CONFIGS])
+def test_paper_configs_log_to_wandb_with_map_overlays(config: Path):
+    text = config.read_text()
+    assert "class_path: wsol_lightning.loggers.WSOLWandbLogger" in text
+    if not config.name.endswith("_evaluator.yaml"):  # ORNet's evaluator phase makes no maps
+        assert "class_path: wsol_lightning.callbacks.MapVisualizer" in text
