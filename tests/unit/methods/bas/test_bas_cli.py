@@ -50,7 +50,8 @@ def _centre_baseline(datamodule) -> float:
 @pytest.mark.slow
 def test_bas_synthetic_config_learns_beyond_the_centre_baseline(tmp_path: Path):
     cli = WSOLCLI(args=["fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
-                        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
+                        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                        "--trainer.max_epochs", "3"])  # half the demo's epochs keeps the suite short
     learned = float(cli.trainer.callback_metrics["test/maxboxacc_v2"])
     baseline = _centre_baseline(cli.datamodule)
     assert learned > baseline + 10, (learned, baseline)
