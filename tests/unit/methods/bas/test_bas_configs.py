@@ -51,7 +51,7 @@ def test_bas_config_parses_with_paper_values(name, capsys):
     if name == "bas_synthetic.yaml":
         assert "Wandb" not in str(logger)
     else:  # paper configs: the papers' optimiser, logged to W&B
-        assert logger["class_path"] == "lightning.pytorch.loggers.WandbLogger"
+        assert logger["class_path"] == "wsol_lightning.loggers.WSOLWandbLogger"
         assert logger["init_args"]["project"] == "wsol" and logger["init_args"]["save_dir"] == "runs"
         assert model["weight_decay"] in (5e-4, 1e-4) and model["optimizer"] == "sgd"
         if name != "bas_voc.yaml":

@@ -38,7 +38,7 @@ def test_bcam_config_parses(config: Path, capsys: pytest.CaptureFixture[str]):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "wsol_lightning.methods.BCAM"
     if config.name in PAPER:
-        assert printed["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.WandbLogger"
+        assert printed["trainer"]["logger"]["class_path"] == "wsol_lightning.loggers.WSOLWandbLogger"
         assert printed["trainer"]["logger"]["init_args"]["project"] == "wsol"
 
 
