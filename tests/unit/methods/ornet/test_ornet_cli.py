@@ -5,10 +5,8 @@ from pathlib import Path
 import pytest
 
 from wsol_lightning.cli import WSOLCLI
-from wsol_lightning.data import SyntheticDataModule
-from wsol_lightning.methods.baselines import centre_gaussian_maps
+from wsol_lightning.methods.baselines import centre_baseline_scores
 from wsol_lightning.methods.ornet import PhaseCheckpointError
-from wsol_lightning.metrics import MaxBoxAcc
 
 CONFIGS = Path(__file__).resolve().parents[4] / "configs"
 ORNET_CONFIGS = sorted(CONFIGS.glob("ornet_*.yaml"))
@@ -34,16 +32,6 @@ def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]):
         assert "WandbLogger" in printed and "project: wsol" in printed
 
 
-def centre_baseline(data: SyntheticDataModule) -> float:
-    """MaxBoxAccV2 of wsolevaluation's centre-Gaussian map on the test split (same metric settings)."""
-    data.setup("test")
-    metric = MaxBoxAcc(cam_curve_interval=0.01)
-    for batch in data.test_dataloader():
-        b, _, h, w = batch["image"].shape
-        metric.update(centre_gaussian_maps(b, h, w), batch["boxes"])
-    return float(metric.compute()["maxboxacc_v2"])
-
-
 @pytest.mark.slow
 def test_synthetic_phases_chain_through_the_cli_and_beat_the_centre_baseline(
         tmp_path: Path, synthetic_cache: Path, monkeypatch: pytest.MonkeyPatch):
@@ -65,7 +53,7 @@ def test_synthetic_phases_chain_through_the_cli_and_beat_the_centre_baseline(
     header = logged.splitlines()[0].split(",")
     assert {"train/loss_cls", "train/loss_area", "train/loss_entropy", "train/loss"} <= set(header)
     assert results["evaluator"]["test/top1_cls"] > 80
-    baseline = centre_baseline(cli.datamodule)
+    baseline = centre_baseline_scores(cli.datamodule)["maxboxacc_v2"]
     learned = results["refine"]["test/maxboxacc_v2"]
     print(f"ORNet synthetic: {results}\ncentre baseline MaxBoxAccV2 {baseline:.2f}")
     assert learned > baseline + 10, (learned, baseline)
