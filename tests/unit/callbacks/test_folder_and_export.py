@@ -47,8 +47,6 @@ def test_image_folder_datamodule_serves_unlabelled_images_with_their_sizes(tmp_p
 
 
 def build(name: str) -> L.LightningModule:
-    if name not in methods.__all__:
-        pytest.skip(f"{name} has not landed in wsol_lightning.methods")
     torch.manual_seed(0)
     model = getattr(methods, name)(backbone="test_resnet", num_classes=3, pretrained=False)
     model.operating_threshold.fill_(0.37)

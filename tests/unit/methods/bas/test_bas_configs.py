@@ -34,8 +34,7 @@ def test_every_bas_config_is_listed():
 def test_bas_config_parses_with_paper_values(name, capsys):
     raw = yaml.safe_load((CONFIGS / name).read_text())
     data_class = raw["data"]["class_path"].rsplit(".", 1)[-1]
-    if not hasattr(wsol_lightning.data, data_class):
-        pytest.skip(f"{data_class} has not landed in wsol_lightning.data yet")
+    assert hasattr(wsol_lightning.data, data_class), data_class
     with pytest.raises(SystemExit) as exit_info:
         WSOLCLI(args=["fit", "--config", str(CONFIGS / name), "--print_config"])
     assert exit_info.value.code in (0, None)

@@ -30,8 +30,7 @@ def _data_class_available(config: Path) -> bool:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_bcam_config_parses(config: Path, capsys: pytest.CaptureFixture[str]):
-    if not _data_class_available(config):
-        pytest.skip(f"{config.name}: its datamodule is not in wsol_lightning.data yet")
+    assert _data_class_available(config), config.name
     with pytest.raises(SystemExit) as exit_info:
         WSOLCLI(args=["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
