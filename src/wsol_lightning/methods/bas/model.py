@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -162,7 +163,8 @@ class BASNet(nn.Module):
         cams = self.tail(mid)
         return {"mid": mid, "fpm": fpm, "cams": cams, "logits": cams.mean(dim=(2, 3))}
 
-    def background_logits(self, mid: Tensor, foreground: Tensor, bn_mode: BackgroundBN = "batch") -> Tensor:
+    def background_logits(self, mid: Tensor, foreground: Tensor, bn_mode: BackgroundBN = "batch",
+                          checkpoint: bool = False) -> Tensor:
         """Return the logits ``(B, C)`` of F2 on ``stopgrad(mid) * (1 - foreground)``, F2's weights frozen.
 
         Gradient reaches only ``foreground`` (hence the generator and F1). F2 runs with its current
@@ -174,6 +176,8 @@ class BASNet(nn.Module):
             bn_mode: ``"batch"`` (the official behaviour: BatchNorm normalises with the statistics of
                 the background batch, running statistics untouched) or ``"running"`` (BatchNorm uses its
                 running statistics, as at test time).
+            checkpoint: keep no activations of the branch for backward and recompute them instead
+                (activation checkpointing: less peak memory, one more F2 forward per step).
 
         """
         if bn_mode not in ("batch", "running"):
@@ -182,8 +186,16 @@ class BASNet(nn.Module):
         state = {name: p.detach() for name, p in self.tail.named_parameters()}
         # Clones: a train-mode BatchNorm updates the running stats it is given; these are thrown away.
         state.update({name: b.clone() for name, b in self.tail.named_buffers()})
-        with _batchnorm_training(self.tail, bn_mode == "batch"):
-            cams = functional_call(self.tail, state, (background,))
+
+        def run(features: Tensor) -> Tensor:
+            # the BN mode is set inside, so a checkpointed recomputation runs exactly the same way
+            with _batchnorm_training(self.tail, bn_mode == "batch"):
+                return functional_call(self.tail, state, (features,))
+
+        if checkpoint and torch.is_grad_enabled():
+            cams = torch.utils.checkpoint.checkpoint(run, background, use_reentrant=False)
+        else:
+            cams = run(background)
         return cams.mean(dim=(2, 3))
 
     def head_modules(self) -> tuple[nn.Module, ...]:

@@ -52,6 +52,8 @@ class BAS(WSOLModule):
             terms use ``batch["label"]`` (one positive class sampled per image by the datamodule).
         background_bn: BatchNorm of the background branch: ``"batch"`` (official: batch statistics,
             running statistics not updated) or ``"running"``.
+        checkpoint_background: recompute the background branch in backward instead of storing its
+            activations (lower peak memory, about one more F2 forward per step; same gradients).
         detach_frg_features: stop the gradient of ``L_frg`` into F (the WSSS code does; WSOL code not).
         mid_tap: override the preset's generator tap.
         high_tap: override the preset's classifier tap.
@@ -85,6 +87,7 @@ class BAS(WSOLModule):
         top_k: int = 1,
         multilabel: bool = False,
         background_bn: BackgroundBN = "batch",
+        checkpoint_background: bool = False,
         detach_frg_features: bool = False,
         mid_tap: int | None = None,
         high_tap: int | None = None,
@@ -131,7 +134,8 @@ class BAS(WSOLModule):
         outputs = self(batch["image"])
         logits, cams = outputs["logits"], outputs["cams"]
         foreground = gather_class(outputs["fpm"], labels)  # (B, H', W') = M_y
-        background = self.net.background_logits(outputs["mid"], foreground, hp.background_bn)
+        background = self.net.background_logits(outputs["mid"], foreground, hp.background_bn,
+                                                  checkpoint=hp.checkpoint_background)
         if hp.multilabel:
             if "multi_hot" not in batch:
                 raise KeyError("BAS(multilabel=True) needs batch['multi_hot'] (a multi-label datamodule)")
