@@ -36,7 +36,7 @@ def test_resize_mask_keeps_values():
     assert out.shape == (13, 7) and set(np.unique(out)) == {0, 1, 255}
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_train_transform_keeps_box_and_mask_aligned(seed):
     rng = np.random.default_rng(seed)
     h, w = int(rng.integers(60, 120)), int(rng.integers(60, 120))
@@ -47,6 +47,7 @@ def test_train_transform_keeps_box_and_mask_aligned(seed):
     mask[y0 : y1 + 1, x0 : x1 + 1] = 1
     image[mask == 1] = 255
     t = train_transform(48, 64)
+    t.set_random_seed(seed)  # deterministic crops and flips
     out = t(image=image, mask=mask, bboxes=to_albu_boxes(np.array([[x0, y0, x1, y1]])), box_labels=[0])
     m = np.asarray(out["mask"])
     assert out["image"].shape == (3, 48, 48) and m.shape == (48, 48)
@@ -62,6 +63,9 @@ def test_train_transform_keeps_box_and_mask_aligned(seed):
     bright = out["image"][0].numpy() > 0
     k = np.ones((3, 3), np.uint8)
     band = cv2.dilate(m, k).astype(bool) & ~cv2.erode(m, k).astype(bool)
+    # the crop may cut just outside the object, whose resampled edge then shows on the crop's border
+    band[[0, -1], :] = True
+    band[:, [0, -1]] = True
     assert not ((bright != (m == 1)) & ~band).any()
 
 
