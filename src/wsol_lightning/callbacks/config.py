@@ -27,6 +27,9 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
             return
         config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
         config.pop("config", None)  # the list of --config paths: not a setting
+        model = config.get("model")
+        if isinstance(model, dict) and "num_classes" in pl_module.hparams:  # linked from data at instantiation
+            model.setdefault("init_args", {})["num_classes"] = int(pl_module.hparams.num_classes)
         payload = {"config": _jsonable(config)}
         for logger in trainer.loggers:
             logger.log_hyperparams(payload)
