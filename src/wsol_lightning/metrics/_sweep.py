@@ -90,6 +90,44 @@ def _grow(box: np.ndarray, r: int, x: int, y: int) -> None:
 
 
 @njit(cache=True)
+def _add_pixel(p: int, wp: int, offsets: np.ndarray, parent: np.ndarray, size: np.ndarray, box: np.ndarray,
+               active: np.ndarray, pos: np.ndarray, n_active: int) -> tuple[int, int]:
+    """Switch pixel ``p`` on: join it to its on neighbours (``offsets``), merging their sets.
+
+    Returns the root of ``p``'s set and the new number of active roots. A merged-away root leaves the
+    active list when it is on it (the border frame of the hole sweep never is).
+    """
+    py, px = p // wp, p % wp
+    root = -1
+    for j in range(offsets.shape[0]):
+        q = p + offsets[j]
+        pq = parent[q]
+        if pq < 0 or pq == root:
+            continue
+        rq = _find(parent, q)
+        if rq == root:
+            continue
+        if root < 0:
+            root = rq
+            parent[p] = rq
+            size[rq] += 1
+            _grow(box, rq, px, py)
+        else:
+            root, gone = _union(parent, size, box, root, rq)
+            if pos[gone] >= 0:
+                n_active = _remove(active, pos, n_active, gone)
+    if root < 0:
+        root = p
+        parent[p] = p
+        size[p] = 1
+        box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
+        active[n_active] = p
+        pos[p] = n_active
+        n_active += 1
+    return root, n_active
+
+
+@njit(cache=True)
 def _level_best(active: np.ndarray, n_active: int, dirty: np.ndarray, score: np.ndarray, box: np.ndarray,
                 grow: int, height: int, width: int, gt: np.ndarray) -> float:
     """Best cached IoU over the active roots, rescoring the changed ones.
@@ -140,36 +178,11 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
 
     # Foreground: value v joins at level v - 1 (on iff U > L); 8-connectivity.
     parent[:n] = -1
+    pos[:n] = -1
     n_active = 0
     for v in range(NUM_LEVELS - 1, 0, -1):
         for k in range(starts[v], starts[v + 1]):
-            p = order[k]
-            py, px = p // wp, p % wp
-            root = -1
-            for j in range(8):
-                q = p + offsets8[j]
-                pq = parent[q]
-                if pq < 0 or pq == root:
-                    continue
-                rq = _find(parent, q)
-                if rq == root:
-                    continue
-                if root < 0:
-                    root = rq
-                    parent[p] = rq
-                    size[rq] += 1
-                    _grow(box, rq, px, py)
-                else:
-                    root, gone = _union(parent, size, box, root, rq)
-                    n_active = _remove(active, pos, n_active, gone)
-            if root < 0:
-                root = p
-                parent[p] = p
-                size[p] = 1
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-                active[n_active] = p
-                pos[p] = n_active
-                n_active += 1
+            root, n_active = _add_pixel(order[k], wp, offsets8, parent, size, box, active, pos, n_active)
             dirty[root] = True
         if n_active > 0:
             fg_best[v - 1] = _level_best(active, n_active, dirty, score, box, 0, height, width, gt)
@@ -188,34 +201,7 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
     n_active = 0
     for v in range(0, NUM_LEVELS - 1):
         for k in range(starts[v], starts[v + 1]):
-            p = order[k]
-            py, px = p // wp, p % wp
-            root = -1
-            for j in range(4):
-                q = p + offsets4[j]
-                pq = parent[q]
-                if pq < 0 or pq == root:
-                    continue
-                rq = _find(parent, q)
-                if rq == root:
-                    continue
-                if root < 0:
-                    root = rq
-                    parent[p] = rq
-                    size[rq] += 1
-                    _grow(box, rq, px, py)
-                else:
-                    root, gone = _union(parent, size, box, root, rq)
-                    if pos[gone] >= 0:
-                        n_active = _remove(active, pos, n_active, gone)
-            if root < 0:
-                root = p
-                parent[p] = p
-                size[p] = 1
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-                active[n_active] = p
-                pos[p] = n_active
-                n_active += 1
+            root, n_active = _add_pixel(order[k], wp, offsets4, parent, size, box, active, pos, n_active)
             dirty[root] = True
         hole_best[v] = _level_best(active, n_active, dirty, score, box, 1, height, width, gt)
 
