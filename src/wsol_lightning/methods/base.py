@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from wsol_lightning.methods.evaluation import LocalizationEvaluator
+from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
@@ -230,7 +230,7 @@ class WSOLModule(L.LightningModule):
         results = evaluator.compute()
         if "best_threshold" in results and math.isnan(float(self.operating_threshold)):
             self.operating_threshold.fill_(float(results["best_threshold"]))
-        if evaluator._seen(seeds) and math.isnan(float(self.seed_bg_threshold)):
+        if any_process_updated(seeds) and math.isnan(float(self.seed_bg_threshold)):
             self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
     def on_test_epoch_end(self) -> None:
@@ -254,7 +254,7 @@ class WSOLModule(L.LightningModule):
         self._reset_eval_metrics()
 
     def _seed_results(self, choose_threshold: bool) -> dict[str, Tensor]:
-        if not self.evaluator._seen(self.seed_miou):
+        if not any_process_updated(self.seed_miou):
             return {}
         seeds = self.seed_miou.compute()
         if choose_threshold:

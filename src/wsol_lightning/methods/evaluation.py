@@ -10,6 +10,16 @@ from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
 
 
+def any_process_updated(metric: nn.Module) -> bool:
+    """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
+    count = torch.tensor(float(getattr(metric, "_update_count", 0)))
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        count = count.to(device)
+        dist.all_reduce(count)
+    return bool(count.item() > 0)
+
+
 class LocalizationEvaluator(nn.Module):
     """MaxBoxAcc (with top-1/top-5 hit counters) on images with boxes, PxAP/PIoU on images with masks.
 
@@ -50,17 +60,17 @@ class LocalizationEvaluator(nn.Module):
     def compute(self) -> dict[str, Tensor]:
         """Return every metric that has data, in percent, plus ``best_threshold`` when boxes were seen."""
         results: dict[str, Tensor] = {}
-        if self._seen(self.box):
+        if any_process_updated(self.box):
             box = self.box.compute()
             results.update(box)
             results["maxboxacc"] = box[f"maxboxacc@{self.loc_iou}"]
-        if self._seen(self.pixel):
+        if any_process_updated(self.pixel):
             results.update(self.pixel.compute())
         return results
 
     def accuracy_at(self, threshold: float) -> dict[str, Tensor]:
         """GT-known, Top-1 and Top-5 Loc (IoU >= 50) at ``threshold``; empty when no box was seen."""
-        if not self._seen(self.box):
+        if not any_process_updated(self.box):
             return {}
         return self.box.accuracy_at(threshold, iou_threshold=self.loc_iou)
 
@@ -79,13 +89,3 @@ class LocalizationEvaluator(nn.Module):
         """Reset every metric."""
         self.box.reset()
         self.pixel.reset()
-
-    @staticmethod
-    def _seen(metric: nn.Module) -> bool:
-        """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
-        count = torch.tensor(float(getattr(metric, "_update_count", 0)))
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-            count = count.to(device)
-            dist.all_reduce(count)
-        return bool(count.item() > 0)
