@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -153,23 +152,21 @@ class WSOLDataModule(L.LightningDataModule):
         for split in splits:
             self.make_dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _eval_loader(self, split: str) -> DataLoader:
+        """In-order loader of ``split``; under DDP each rank gets its share with nothing padded."""
         dataset = self.make_dataset(split)
         sampler = None
-        if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             sampler = UnpaddedDistributedSampler(dataset)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=wsol_collate,
             pin_memory=self.pin_memory,
             drop_last=False,
-            generator=generator,
-            persistent_workers=self.num_workers > 0 and shuffle,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -194,12 +191,12 @@ class WSOLDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Val loader (threshold selection split)."""
-        return self._loader("val", shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
         """Test loader."""
-        return self._loader("test", shuffle=False)
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         """Loader of ``predict_split``."""
-        return self._loader(self.predict_split, shuffle=False)
+        return self._eval_loader(self.predict_split)
