@@ -31,6 +31,15 @@ from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
 
 
+def upsample_and_normalize(maps: Tensor, size: Sequence[int], mode: str = "bicubic") -> Tensor:
+    """Upsample ``(B, h, w)`` maps to ``size`` in float64 with ``mode``, then min-max each to [0, 1]."""
+    from wsol_lightning.metrics.functional import normalize_maps
+
+    maps = maps.detach().to(torch.float64)
+    maps = F.interpolate(maps[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
+    return normalize_maps(maps)
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
@@ -63,6 +72,9 @@ class WSOLModule(L.LightningModule):
         multi_contour: all contours (MaxBoxAccV2) or the largest (V1).
         operating_threshold: fixed operating threshold for GT-known/Top-1/Top-5 Loc and prediction.
             ``None`` (default): chosen on the val split (best BoxAcc@50) and stored in checkpoints.
+        map_interpolation: how raw maps are upsampled to the image before min-max normalisation:
+            ``"bicubic"`` (wsolevaluation's protocol, the default) or ``"bilinear"`` (what the BAS and
+            B-CAM official code does; a method's config names the one it uses).
 
     """
 
@@ -89,12 +101,16 @@ class WSOLModule(L.LightningModule):
         cam_curve_interval: float = 0.001,
         multi_contour: bool = True,
         operating_threshold: float | None = None,
+        map_interpolation: Literal["bicubic", "bilinear"] = "bicubic",
     ) -> None:
         super().__init__()
         # Collects the arguments of the subclass's __init__ too (Lightning walks the __init__ frames).
         self.save_hyperparameters()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if map_interpolation not in ("bicubic", "bilinear"):
+            raise ValueError(f"map_interpolation must be 'bicubic' or 'bilinear', got {map_interpolation!r}")
+        self.map_interpolation = map_interpolation
         self.num_classes = num_classes
         self.backbone_name = backbone
         self.evaluator = LocalizationEvaluator(
@@ -153,18 +169,13 @@ class WSOLModule(L.LightningModule):
         maps = self.localization_maps(outputs, batch["label"])
         return outputs["logits"], self.normalize_to_image(maps, batch["image"].shape[-2:])
 
-    @staticmethod
-    def normalize_to_image(maps: Tensor, size: Sequence[int]) -> Tensor:
-        """Upsample ``(B, h, w)`` maps bicubically to ``size`` (float64) and min-max them to [0, 1].
+    def normalize_to_image(self, maps: Tensor, size: Sequence[int]) -> Tensor:
+        """Upsample ``(B, h, w)`` maps to ``size`` (float64, ``map_interpolation``) and min-max them to [0, 1].
 
         This is wsolevaluation's order (resize, then normalise); a constant or non-finite map becomes
         zeros.
         """
-        maps = maps.detach().to(torch.float64)
-        maps = F.interpolate(maps[:, None], size=tuple(size), mode="bicubic", align_corners=False)[:, 0]
-        from wsol_lightning.metrics.functional import normalize_maps
-
-        return normalize_maps(maps)
+        return upsample_and_normalize(maps, size, getattr(self, "map_interpolation", "bicubic"))
 
     def _evaluation_step(self, batch: WSOLBatch, stage: str) -> None:
         logits, maps = self.evaluation_maps(batch)
