@@ -46,8 +46,8 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
 
     Returns:
         ``{official key: library key}``; ``None`` for keys deliberately dropped (the frozen copies of the
-        CVPR ILSVRC models, trunk ``num_batches_tracked`` the library does not keep), and a marker that is
-        no library key for keys with no place (so :func:`remap_strict` names them).
+        CVPR ILSVRC models), and a marker that is no library key for keys with no place (so
+        :func:`remap_strict` names them).
 
     """
     official_keys = list(official_keys)
@@ -66,8 +66,8 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
             trunk.append(key)
     library_trunk = [k for k in library_keys if _TRUNK.match(k)]
     by_name = {_trunk_name(k): k for k in library_trunk}
-    if all(k in by_name for k in trunk):
-        mapping.update({k: by_name[k] for k in trunk})
+    if any(k in by_name for k in trunk):  # ResNet50 / InceptionV3: timm's names are the official ones
+        mapping.update({k: by_name.get(k, _UNMAPPED + k) for k in trunk})
         return mapping
     # VGG16 / MobileNetV1: the official names are not timm's; match by position, skipping
     # num_batches_tracked on both sides (old files have none), shapes checked by remap_strict.
@@ -83,7 +83,7 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
     for key in trunk:
         if _is_tracked(key):
             owner = mapping.get(key.rsplit(".", 1)[0] + ".running_mean")
-            mapping[key] = tracked.get(owner.rsplit(".", 1)[0]) if owner else None
+            mapping[key] = tracked.get(owner.rsplit(".", 1)[0], _UNMAPPED + key) if owner else _UNMAPPED + key
     return mapping
 
 
