@@ -10,8 +10,10 @@ prefixed ``module.`` by DataParallel/DDP):
 * head: ``classifier_cls.{0,2,4}`` (``classifier.{0,2,4}`` in the CVPR InceptionV3; the single
   ``classifier_cls`` conv of the WSSS net) -> ``net.tail.classifier``;
 * generator: ``classifier_loc.0`` -> ``net.generator``;
-* the CVPR ILSVRC models' persistent frozen copies (``layer4_copy``, ``classifier_cls_copy``, ...) are
-  dropped: the library runs the background branch on the live weights, as those copies hold.
+* the CVPR ILSVRC models' persistent frozen copies (``layer4_copy``, ``Mixed_7a_copy``,
+  ``classifier_cls_copy``, MobileNetV1's ``erase_branch``) are dropped: the official code overwrites
+  them with the live weights at every forward, and the library runs the background branch on the live
+  weights directly.
 
 The module must be built with the same architecture as the checkpoint (backbone, ``num_classes``,
 ``variant``; ``head_convs=0, head_bias=False, stride_one_taps=[4], pool_between="none"`` for WSSS, as in
@@ -56,7 +58,7 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
     trunk: list[str] = []
     for key in official_keys:
         root, _, rest = key.partition(".")
-        if "_copy" in root:
+        if "_copy" in root or root == "erase_branch":
             mapping[key] = None
         elif root == "classifier_loc":
             mapping[key] = "net.generator." + rest.partition(".")[2]

@@ -17,6 +17,7 @@ from wsol_lightning.methods.official import OfficialCheckpointError
 from wsol_lightning.testing import load_fixture, seeded_state_dict
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "parity" / "bas"
+TIMM = {"resnet50": "resnet50", "inception_v3": "inception_v3", "mobilenetv1": "mobilenetv1_100"}
 
 
 def official_state(cell: str, dtype=torch.float32) -> dict[str, torch.Tensor]:
@@ -29,21 +30,21 @@ def resnet_cvpr():
     return BAS(backbone="resnet50", num_classes=200, variant="cvpr")
 
 
-def test_ilsvrc_format_with_frozen_copies_and_dataparallel_prefix(resnet_cvpr):
-    """CVPR ILSVRC checkpoints: ``module.`` keys and persistent ``layer4_copy``/``classifier_cls_copy``."""
-    cub = official_state("cvpr_resnet50")
-    ilsvrc = dict(cub)
-    ilsvrc.update({k.replace("layer4.", "layer4_copy.", 1): v + 1 for k, v in cub.items() if k.startswith("layer4.")})
-    ilsvrc.update({k.replace("classifier_cls.", "classifier_cls_copy.", 1): v + 1
-                   for k, v in cub.items() if k.startswith("classifier_cls.")})
-    ilsvrc = {"module." + k: v for k, v in ilsvrc.items()}
-    expected = convert_official_state_dict(cub, resnet_cvpr)
-    converted = convert_official_state_dict(ilsvrc, resnet_cvpr)
-    assert converted.keys() == resnet_cvpr.state_dict().keys()
-    assert all(torch.equal(converted[k], expected[k]) for k in expected if k.startswith("net."))  # copies dropped
-    assert torch.equal(converted["net.generator.weight"], cub["classifier_loc.0.weight"])
-    assert torch.equal(converted["net.tail.classifier.4.bias"], cub["classifier_cls.4.bias"])
-    assert torch.equal(converted["net.tail.features.1.layer4.2.conv3.weight"], cub["layer4.2.conv3.weight"])
+@pytest.mark.parametrize("backbone", ["resnet50", "inception_v3", "mobilenetv1"])
+def test_ilsvrc_format_with_frozen_copies_and_dataparallel_prefix(backbone):
+    """CVPR ILSVRC checkpoints: ``module.`` keys and persistent frozen copies (key lists of the official models)."""
+    lists = load_fixture(FIXTURES / "ilsvrc_key_lists.pt")
+    official = seeded_state_dict(lists["key_shapes"][backbone], lists["weight_seed"], dtype=torch.float32)
+    module = BAS(backbone=TIMM[backbone], num_classes=1000, variant="cvpr")
+    converted = convert_official_state_dict({"module." + k: v for k, v in official.items()}, module)
+    assert converted.keys() == module.state_dict().keys()
+    mapping = official_key_map(official, module)
+    dropped = sorted({k.split(".")[0] for k, v in mapping.items() if v is None})
+    assert dropped and all(name.endswith("_copy") or name == "erase_branch" for name in dropped)
+    used = {k: v for k, v in mapping.items() if v is not None}
+    assert all(torch.equal(converted[v], official[k]) for k, v in used.items())
+    assert torch.equal(converted["net.generator.weight"], official["classifier_loc.0.weight"])
+    assert torch.equal(converted["net.tail.classifier.4.bias"], official["classifier_cls.4.bias"])
 
 
 def test_ijcv_checkpoint_dict_and_old_files_without_batch_counters():
