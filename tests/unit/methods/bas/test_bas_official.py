@@ -101,3 +101,12 @@ def test_file_matching_neither_by_name_nor_by_position_is_an_error(tmp_path):
     torch.save({"a.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(RuntimeError, match="nor by position|by position either"):
         BAS(backbone="mobilenetv1_100", num_classes=200, pretrained=str(path))
+
+
+def test_timm_weights_with_the_official_relu_warn():
+    """timm's mobilenetv1_100 weights were trained with ReLU6: running them with ReLU is said out loud."""
+    with pytest.warns(UserWarning, match="official network"):
+        try:
+            BAS(backbone="mobilenetv1_100", num_classes=3, pretrained=True)
+        except RuntimeError as error:  # offline here: the hub cannot be reached
+            assert "pretrained" in str(error)
