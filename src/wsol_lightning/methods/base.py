@@ -307,13 +307,17 @@ class WSOLModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier."""
+        """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier.
+
+        A "bias" is a parameter NAMED ``bias`` (the last component of its name), as in the official code
+        (``'bias' in name``): BatchNorm scales, 1-d layer-scale or embedding vectors are weights.
+        """
         head_ids = {id(p) for m in self.head_modules() for p in m.parameters()}
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("bw", "bb", "hw", "hb")}
-        for param in self.parameters():
+        for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
-            is_bias = param.ndim <= 1
+            is_bias = name.rsplit(".", 1)[-1] == "bias"
             key = ("h" if id(param) in head_ids else "b") + ("b" if is_bias else "w")
             groups[key].append(param)
         hp = self.hparams
