@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _official import FIXTURES, import_from, stub_munch
+
 from wsol_lightning.testing import save_fixture
 
 PHOTOS = ("Abyssinian_1.jpg", "Abyssinian_201.jpg", "Bengal_1.jpg")
@@ -71,10 +71,12 @@ def official_box_scaling(clone: Path, seed: int = 0, count: int = 3000) -> dict[
         y = np.sort(rng.integers(0, h, 2))
         boxes[i] = (x[0], y[0], x[1], y[1])
     scaled = np.array([evaluation.resize_bbox(b, s, (SIZE, SIZE)) for b, s in zip(boxes, sizes)], np.int64)
-    return {k: torch.from_numpy(v.astype(np.int32)) for k, v in (("sizes", sizes), ("boxes", boxes), ("scaled", scaled))}
+    named = (("sizes", sizes), ("boxes", boxes), ("scaled", scaled))
+    return {k: torch.from_numpy(v.astype(np.int32)) for k, v in named}
 
 
 def main() -> None:
+    """Run the official loader and box scaling, write the fixture."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wsolevaluation", type=Path, required=True, help="local clone of clovaai/wsolevaluation")
     parser.add_argument("--images", type=Path, required=True, help="folder of the Oxford-IIIT Pets photos")
