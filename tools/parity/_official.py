@@ -7,6 +7,7 @@ in memory only) and write the numbers they produce as fixtures.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -46,3 +47,33 @@ def import_from(clone: Path, module: str, subdir: str = "") -> types.ModuleType:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return importlib.import_module(module)
+
+
+def load_file(path: Path, name: str) -> types.ModuleType:
+    """Import one official ``.py`` file under a unique module ``name`` (files of several clones share names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"missing official file: {path}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def official_block(path: Path, first: str, last: str) -> types.CodeType:
+    """Compile the official script lines from the one containing ``first`` to the next containing ``last``.
+
+    Used for evaluation logic the official scripts write inline (not as functions): it is read from the clone
+    and executed at run time, never copied into this repository.
+    """
+    import textwrap
+
+    lines = Path(path).read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if first in line), None)
+    if start is None:
+        raise SystemExit(f"{path}: no line containing {first!r} (another version of the official code?)")
+    end = next((i for i in range(start, len(lines)) if last in lines[i]), None)
+    if end is None:
+        raise SystemExit(f"{path}: no line containing {last!r} after line {start + 1}")
+    source = textwrap.dedent("\n".join(lines[start:end + 1]))
+    return compile(source, f"{path}:{start + 1}-{end + 1}", "exec")
