@@ -3,7 +3,8 @@
 Fixture: ``tests/fixtures/parity/common/legacy.pt``, written by ``tools/parity/legacy.py`` from local clones of
 wpy1999/BAS (``BAS_inference.py``, CUB and ILSVRC), wpy1999/BAS-Extension (``WSOL/evaluator.py``) and
 Sierkinhane/ORNet (``find_bbox`` and the IoU lines of ``train_2nd_step.py``): 96 seeded 56x56 maps (ties, empty
-maps, border objects, equal-size components), 14 BAS and 22 ORNet thresholds, GT boxes incl. IoU exactly 0.5.
+maps, border objects, equal-size components), 14 BAS and 22 ORNet thresholds, GT boxes incl. IoU exactly 0.5;
+and 400 seeded GT boxes mapped into the 256/224 frame by each paper's loader.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsol_lightning.metrics import LegacyBoxAccuracy
+from wsol_lightning.metrics import LegacyBoxAccuracy, legacy_crop_boxes
 from wsol_lightning.metrics.legacy import (
     legacy_bas_box,
     legacy_box,
@@ -103,3 +104,18 @@ def test_ornet_metric_equals_the_official_gt_known(fixture: dict):
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="legacy must be one of"):
         LegacyBoxAccuracy(threshold=0.5, legacy="cam")
+
+
+@pytest.mark.parametrize("legacy", ["bas_cvpr", "bas_ijcv", "ornet"])
+def test_gt_frames_equal_the_official_loaders(fixture: dict, legacy: str):
+    """400 seeded boxes (a quarter in the border the crop removes) mapped as each paper's loader maps them."""
+    frames = fixture["frames"]
+    expected = frames[legacy].numpy()
+    ours = np.concatenate([legacy_crop_boxes(b[None], tuple(s), legacy=legacy)
+                           for b, s in zip(frames["boxes"].numpy(), frames["sizes"].numpy())])
+    assert ours.dtype == expected.dtype
+    np.testing.assert_array_equal(ours, expected)
+    generic = {"bas_cvpr": "float", "bas_ijcv": "int", "ornet": "none"}[legacy]  # the earlier approximations
+    approx = np.concatenate([legacy_crop_boxes(b[None], tuple(s), clip=generic)
+                             for b, s in zip(frames["boxes"].numpy(), frames["sizes"].numpy())])
+    assert (approx != expected).any()

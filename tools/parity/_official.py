@@ -75,5 +75,19 @@ def official_block(path: Path, first: str, last: str) -> types.CodeType:
     end = next((i for i in range(start, len(lines)) if last in lines[i]), None)
     if end is None:
         raise SystemExit(f"{path}: no line containing {last!r} after line {start + 1}")
-    source = textwrap.dedent("\n".join(lines[start:end + 1]))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    kept = ["" if not line.strip() or line.lstrip().startswith("#") else line[indent:]  # comments may be misindented
+            for line in lines[start:end + 1]]
+    source = textwrap.dedent("\n".join(kept))
     return compile(source, f"{path}:{start + 1}-{end + 1}", "exec")
+
+
+def load_package(directory: Path, name: str) -> types.ModuleType:
+    """Register an official folder (with or without ``__init__.py``) as package ``name`` for relative imports."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SystemExit(f"missing official folder: {directory}")
+    package = types.ModuleType(name)
+    package.__path__ = [str(directory)]  # type: ignore[attr-defined]
+    sys.modules[name] = package
+    return package

@@ -9,7 +9,9 @@ from the file and executed) with ``utils/func.count_max`` and ``utils/IoU.IoU``;
 ``WSOL/evaluator.py`` the same way; ORNet ``utils/func_utils.find_bbox`` / ``intersect`` and the IoU/success lines of
 ``train_2nd_step.test_multi_threshold``. Maps: 96 seeded 56x56 maps of uint8 levels (smooth blobs, border
 objects, equal-size components, empty, single pixel, full, 8-connected chains, noise) at thresholds including
-values equal to map levels; GT boxes seeded, jittered around an official box, and crafted at IoU exactly 0.5. Writes
+values equal to map levels; GT boxes seeded, jittered around an official box, and crafted at IoU exactly 0.5.
+Also 400 seeded GT boxes mapped into the 256/224 frame by each paper's loader (BAS ``ResizedBBoxCrop`` /
+``CenterBBoxCrop`` and the script's lines, BAS-Extension ``load_test_bbox``, ORNet ``dataset/cub.py``). Writes
 ``tests/fixtures/parity/common/legacy.pt``.
 """
 
@@ -23,7 +25,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import torch
-from _official import FIXTURES, load_file, official_block
+from _official import FIXTURES, load_file, load_package, official_block
 
 from wsol_lightning.testing import save_fixture
 
@@ -188,6 +190,63 @@ def run_ornet(ornet: Path, maps: np.ndarray, rng: np.random.Generator) -> dict:
             "iou": torch.stack(ious).reshape(*shape, 2), "hit": torch.stack(hits).reshape(*shape, 2)}
 
 
+def seeded_frame_boxes(rng: np.random.Generator, count: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-valued float GT boxes ``x0, y0, x1, y1`` (as CUB's) and their image sizes ``(W, H)``.
+
+    A quarter lie partly or wholly in the 16/256 border the centre crop removes.
+    """
+    sizes = rng.integers(100, 700, size=(count, 2))
+    boxes = np.zeros((count, 4))
+    for i, (w, h) in enumerate(sizes):
+        if i % 4 == 0:  # near the border
+            x = np.sort(rng.integers(0, max(2, w // 12), 2)) + (0 if rng.random() < 0.5 else w - w // 12)
+            y = np.sort(rng.integers(0, h, 2))
+        else:
+            x, y = np.sort(rng.integers(0, w, 2)), np.sort(rng.integers(0, h, 2))
+        boxes[i] = (x[0], y[0], min(x[1], w - 1), y[1])
+    return boxes, sizes
+
+
+def run_frames(bas: Path, extension: Path, ornet: Path, rng: np.random.Generator) -> dict:
+    """GT boxes mapped into the 256/224 frame by each official loader."""
+    from PIL import Image
+
+    boxes, sizes = seeded_frame_boxes(rng)
+    load_package(bas / "CUB" / "utils", "bas_cvpr_utils")
+    augment = __import__("bas_cvpr_utils.augment", fromlist=["augment"])
+    cvpr_block = official_block(bas / "CUB" / "BAS_inference.py", "gt_bbox_i = list(gt_boxes)",
+                                "gt_bbox_i[3] = gt_bbox_i[3] * h")
+    cvpr = []
+    for box, (w, h) in zip(boxes, sizes):
+        ns = {"ResizedBBoxCrop": augment.ResizedBBoxCrop, "CenterBBoxCrop": augment.CenterBBoxCrop,
+              "raw_img": Image.new("RGB", (int(w), int(h))), "gt_boxes": tuple(float(v) for v in box), "w": 224,
+              "h": 224}
+        exec(cvpr_block, ns)  # noqa: S102
+        cvpr.append([float(v) for v in ns["gt_bbox_i"][:4]])
+    loader = load_file(extension / "WSOL" / "DataLoader" / "CUB_200_2011.py", "bas_ijcv_cub_loader")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        names = [f"img_{i}.jpg" for i in range(len(boxes))]
+        Path(tmp, "test_list.txt").write_text("".join(f"{n};0\n" for n in names))
+        # the loader reads 'x0 y0 x1 y1 h w' and divides x by the last field
+        Path(tmp, "test_gt.txt").write_text("".join(
+            f"{b[0]} {b[1]} {b[2]} {b[3]} {float(s[1])} {float(s[0])}\n" for b, s in zip(boxes, sizes)))
+        mapped = loader.load_test_bbox(tmp, str(Path(tmp, "test_list.txt")), str(Path(tmp, "test_gt.txt")), 256, 224)
+        ijcv = [mapped[k].tolist() for k in (str(Path(tmp, "test", n)).replace("/", "\\") for n in names)]
+    ornet_block = official_block(ornet / "dataset" / "cub.py", "boxes = torch.from_numpy(boxes).float()",
+                                 "boxes[4] = boxes[4] * (256 / image.shape[0]) - 16")
+    ornet_out = []
+    for box, (w, h) in zip(boxes, sizes):
+        xywh = np.array([0.0, box[0], box[1], box[2] - box[0], box[3] - box[1]])  # CUB's x, y, width, height
+        ns = {"torch": torch, "boxes": xywh, "image": np.zeros((int(h), int(w), 3), np.uint8)}
+        exec(ornet_block, ns)  # noqa: S102
+        ornet_out.append(ns["boxes"][1:].clone())
+    return {"boxes": torch.from_numpy(boxes), "sizes": torch.from_numpy(sizes),
+            "bas_cvpr": torch.tensor(cvpr, dtype=torch.float64), "bas_ijcv": torch.tensor(ijcv, dtype=torch.int64),
+            "ornet": torch.stack(ornet_out)}
+
+
 def main() -> None:
     """Run the official legacy evaluation code on the seeded maps and write the fixture."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -201,7 +260,8 @@ def main() -> None:
     rng = np.random.default_rng(SEED + 1)
     fixture = {"source": "BAS BAS_inference.py (CUB, ILSVRC), BAS-Extension WSOL/evaluator.py, ORNet find_bbox and "
                          "train_2nd_step.py IoU lines", "seed": SEED, "codes": torch.from_numpy(codes),
-               "bas": run_bas(args.bas, args.bas_extension, maps, rng), "ornet": run_ornet(args.ornet, maps, rng)}
+               "bas": run_bas(args.bas, args.bas_extension, maps, rng), "ornet": run_ornet(args.ornet, maps, rng),
+               "frames": run_frames(args.bas, args.bas_extension, args.ornet, np.random.default_rng(SEED + 2))}
     size = save_fixture(args.output, fixture)
     print(f"wrote {args.output} ({size / 1024:.0f} KiB)")
 

@@ -19,9 +19,10 @@ tight      largest 8-connected component, tight inclusive   ``(0, 0, W - 1, H - 
 
 Largest component: pixel count, ties to the component met first in raster order (skimage numbering + the
 official ``count_max``'s stable sort). The threshold is compared in the map's own dtype (float32 maps against a
-float32 threshold, as numpy does in the official code). GT boxes live in the resize-256 / centre-crop-224 frame
-(:func:`legacy_crop_boxes`). Per-class averaging (BAS CVPR CUB script) and ten-crop classification are left to
-the caller. ``tests/parity/test_legacy_parity.py`` checks each rule against the official code's outputs.
+float32 threshold, as numpy does in the official code). GT boxes live in the resize-256 / centre-crop-224 frame,
+mapped there as each paper's loader does (:func:`~wsol_lightning.metrics.legacy_frames.legacy_crop_boxes`).
+Per-class averaging (BAS CVPR CUB script) and ten-crop classification are left to the caller.
+``tests/parity/test_legacy_parity.py`` checks each rule against the official code's outputs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from torchmetrics import Metric
 
 from wsol_lightning.metrics._checks import ArrayLike, as_tensor, check_flags, check_maps, to_numpy
 from wsol_lightning.metrics.functional import iou_matrix
+from wsol_lightning.metrics.legacy_frames import legacy_crop_boxes
+
+__all__ = ["LegacyBoxAccuracy", "legacy_bas_box", "legacy_box", "legacy_crop_boxes", "legacy_hits", "legacy_iou",
+           "legacy_largest_component_box", "legacy_ornet_box", "legacy_protocol"]
 
 LegacyProtocol = Literal["bas", "bas_cvpr", "bas_ijcv", "ornet", "tight"]
 #: name -> (box rule, success is strict ``>``, map-to-image scale)
@@ -143,38 +148,6 @@ def legacy_box(scoremap: ArrayLike, threshold: float, legacy: LegacyProtocol = "
     if rule == "ornet":
         return legacy_ornet_box(scoremap, threshold, scale)
     return legacy_largest_component_box(scoremap, threshold)
-
-
-def legacy_crop_boxes(boxes: ArrayLike, orig_wh: Sequence[float], resize: int = 256, crop: int = 224,
-                      clip: str = "int") -> np.ndarray:
-    """Map GT boxes into the resize-``resize``-square / centre-crop-``crop`` frame.
-
-    ``x -> x * resize / W - (resize - crop) / 2`` (same for y with H), then:
-    ``clip="int"`` truncates to int and clips to ``[0, crop - 1]`` (BAS IJCV), ``"float"`` clips to
-    ``[0, crop]`` without rounding (BAS CVPR), ``"none"`` leaves the shifted floats (ORNet).
-
-    Args:
-        boxes: ``(n, 4)`` boxes ``x0, y0, x1, y1`` in the original image.
-        orig_wh: original ``(width, height)``.
-        resize: side of the square resize.
-        crop: side of the centre crop.
-        clip: ``"int"``, ``"float"`` or ``"none"``.
-
-    Returns:
-        ``(n, 4)`` boxes (int64 for ``"int"``, float64 otherwise).
-
-    """
-    b = to_numpy(boxes).astype(np.float64).reshape(-1, 4)
-    w, h = map(float, orig_wh)
-    shift = (resize - crop) / 2
-    out = b * np.array([resize / w, resize / h, resize / w, resize / h]) - shift
-    if clip == "int":
-        return np.clip(out.astype(np.int64), 0, crop - 1)
-    if clip == "float":
-        return np.clip(out, 0, crop)
-    if clip == "none":
-        return out
-    raise ValueError(f"clip must be 'int', 'float' or 'none'; got {clip!r}.")
 
 
 def legacy_iou(pred: ArrayLike, gt: ArrayLike, legacy: LegacyProtocol = "tight") -> np.ndarray:
