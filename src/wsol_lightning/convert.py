@@ -132,8 +132,8 @@ def checkpoint_of(module: nn.Module, provenance: Mapping[str, Any]) -> dict[str,
     import lightning
 
     hparams = {k: v for k, v in dict(getattr(module, "hparams", {})).items() if k != "_instantiator"}
-    if "pretrained" in hparams:
-        hparams["pretrained"] = False  # the weights are in the checkpoint: never fetch a backbone again
+    for key in [k for k in hparams if k == "pretrained" or k.endswith("_pretrained")]:
+        hparams[key] = False  # the weights are in the checkpoint: never fetch a backbone again
     return {"state_dict": module.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
             "pytorch-lightning_version": lightning.__version__, "official": dict(provenance)}
 
