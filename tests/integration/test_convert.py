@@ -92,3 +92,23 @@ def test_convert_then_wsol_test(tmp_path: Path, synthetic_cache: Path, cam_conve
     run.model.eval()
     with torch.no_grad():
         assert torch.equal(run.model(images)["logits"], reference(images)["logits"])  # the converted weights ran
+
+
+def test_bas_released_format_gives_the_official_logits(tmp_path: Path):
+    """A file in the BAS release format (``module.`` keys, old serialisation) through the generic loader and
+    ``methods/bas/official.py`` gives the official eval logits (fixture of tools/parity/bas.py, float64)."""
+    from wsol_lightning.methods import BAS
+    from wsol_lightning.testing import load_fixture, seeded_inputs
+
+    fixture = load_fixture(Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "bas" / "cvpr_resnet50.pt")
+    official = seeded_state_dict(fixture["key_shapes"], fixture["weight_seed"])
+    path = tmp_path / "resnet50_cub.pth.tar"
+    torch.save({"module." + k: v for k, v in official.items()}, path, _use_new_zipfile_serialization=False)
+    module = BAS(backbone="resnet50.tv_in1k", num_classes=fixture["num_classes"], variant="cvpr").double()
+    provenance = load_official_checkpoint(path, module)
+    assert provenance["converter"] == "wsol_lightning.methods.bas.official.convert_official_state_dict"
+    size = fixture["image_size"]
+    images = seeded_inputs((fixture["batch"], 3, size, size), fixture["input_seed"])
+    with torch.no_grad():
+        logits = module.eval()(images)["logits"]
+    torch.testing.assert_close(logits, fixture["eval_logits"].to(logits), rtol=1e-10, atol=0)
