@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from wsol_lightning.methods import ORNet
+from wsol_lightning.methods.official import OfficialCheckpointError
 from wsol_lightning.methods.ornet.erasing import ErasingUniforms, attentive_erase, draw_uniforms
 from wsol_lightning.methods.ornet.official import convert_official_state_dict, official_kind, official_renamer
 from wsol_lightning.testing import assert_matches, load_fixture, seeded_inputs, seeded_state_dict
@@ -85,11 +86,18 @@ def test_stage1_coarse_network_matches_the_release():
     assert_matches(out["aux_logits"], fx["sx"], RTOL, "coarse: att-branch logits (sx)")
     assert_matches(out["logits"], fx["mx"], RTOL, "coarse: main-path logits (mx)")
     assert_matches(out["map"], fx["att"], RTOL, "coarse: map p (att)")
+    state = official_file(fx)["state_dict"]
+    with pytest.raises(OfficialCheckpointError, match=r"no place in the module: \['not_released\.weight"):
+        convert_official_state_dict({**state, "not_released.weight": torch.zeros(1)}, module)
+    del state["att_conv3.weight"]
+    with pytest.raises(OfficialCheckpointError, match=r"does not fill: \['net\.map_head\.conv\.weight'\]"):
+        convert_official_state_dict(state, module)
 
 
 def test_stage1_file_loads_into_refine_without_its_classification_path():
-    fx = fixture("coarse")
-    module = load_official(build("refine", evaluator_backbone="resnet18"), official_file(fx)).eval()
+    fx = fixture("coarse")  # also wrapped under "model" with DataParallel's "module." prefixes
+    wrapped = {"model": {f"module.{k}": v for k, v in official_file(fx)["state_dict"].items()}}
+    module = load_official(build("refine", evaluator_backbone="resnet18"), wrapped).eval()
     images = seeded_inputs((2, 3, 224, 224), fx["input_seed"])[: fx["images"]]
     with torch.no_grad():
         assert_matches(module.net(images)["map"], fx["att"], RTOL, "refine from the stage-1 file: map p")
@@ -144,8 +152,6 @@ def test_the_class_term_is_most_of_the_released_area_loss():
 
 @pytest.mark.parametrize("phase", ["evaluator", "coarse"])
 def test_converter_refuses_a_file_of_another_phase(phase: str):
-    from wsol_lightning.methods.official import OfficialCheckpointError
-
     other = "coarse" if phase == "evaluator" else "evaluator"
     module = ORNet(phase=phase, backbone="resnet18", num_classes=200)
     with pytest.raises(OfficialCheckpointError, match="cannot be loaded into an ORNet of phase"):
