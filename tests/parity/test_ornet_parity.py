@@ -109,6 +109,9 @@ def test_evaluator_matches_the_release():
     images = seeded_inputs((2, 3, 224, 224), fx["input_seed"])[: fx["images"]]
     with torch.no_grad():
         assert_matches(module(images)["logits"], fx["logits"], RTOL, "evaluator: eval-mode logits")
+    state = official_file(fx)["state_dict"]
+    with pytest.raises(OfficialCheckpointError, match=r"no place in the module: \['vgg_extra\.weight"):
+        convert_official_state_dict({**state, "vgg_extra.weight": torch.zeros(1)}, module)
 
 
 @pytest.mark.slow

@@ -59,15 +59,16 @@ def unwrap_official(official: Mapping[str, Any]) -> dict[str, Tensor]:
     return strip_prefixes(tensors)
 
 
-def _rename_vgg(key: str, prefix: str) -> str | None:
-    """``model.features.3.weight`` (after ``prefix``) -> ``eval_classifier.model.features.3.weight``."""
-    if not key.startswith(prefix):
-        return None
-    rest = key[len(prefix):]
+def _rename_vgg(key: str, prefix: str) -> str:
+    """``model.features.3.weight`` (after ``prefix``) -> ``eval_classifier.model.features.3.weight``.
+
+    A key outside ``prefix`` or of an unknown classifier layer gets a name the module lacks (an error).
+    """
+    rest = key[len(prefix):] if key.startswith(prefix) else f"<unknown official key {key}>"
     match = re.match(r"^classifier\.(\d+)\.(weight|bias)$", rest)
     if match:
-        layer = _VGG_CLASSIFIER.get(match.group(1))
-        return None if layer is None else f"eval_classifier.model.{layer}.{match.group(2)}"
+        layer = _VGG_CLASSIFIER.get(match.group(1), f"<unknown classifier layer {match.group(1)}>")
+        return f"eval_classifier.model.{layer}.{match.group(2)}"
     return f"eval_classifier.model.{rest}"
 
 
@@ -95,7 +96,8 @@ def _trunk_index(target: Mapping[str, Tensor]) -> dict[str, str]:
     return out
 
 
-def _reshape_vgg(state: Mapping[str, Tensor], target: Mapping[str, Tensor], rename: Any) -> dict[str, Tensor]:
+def _reshape_vgg(state: Mapping[str, Tensor], target: Mapping[str, Tensor],
+                 rename: Callable[[str], str | None]) -> dict[str, Tensor]:
     """Reshape torchvision's linear classifier weights to timm's convolution shapes where they map."""
     out = dict(state)
     for key, value in state.items():
