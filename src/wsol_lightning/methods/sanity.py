@@ -20,8 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from wsol_lightning.methods.baselines import centre_gaussian_maps
-from wsol_lightning.metrics import PxAP
-from wsol_lightning.metrics.reference import ReferenceMapBoxAcc, whole_image_map
+from wsol_lightning.metrics.reference import ReferenceMapBoxAcc, ReferenceMapPxAP, whole_image_map
 from wsol_lightning.metrics.sanity import EvaluationSanity, chance_pvalue
 
 
@@ -51,7 +50,7 @@ class SanityEvaluator(nn.Module):
               "multi_contour": multi_contour}
         self.centre_box = ReferenceMapBoxAcc(centre_gaussian_map, **kw)
         self.whole_box = ReferenceMapBoxAcc(whole_image_map, **kw)
-        self.centre_pixel = PxAP(cam_curve_interval=cam_curve_interval)
+        self.centre_pixel = ReferenceMapPxAP(centre_gaussian_map, cam_curve_interval=cam_curve_interval)
         self.stats = EvaluationSanity(cam_curve_interval=cam_curve_interval)
         self.border_limit, self.whole_image_limit, self.chance_alpha = border_limit, whole_image_limit, chance_alpha
         self.num_classes = 0  # learnt from the logits' width
@@ -68,7 +67,7 @@ class SanityEvaluator(nn.Module):
             self.centre_box.update(boxes, height, width)
             self.whole_box.update(boxes, height, width)
         if masks is not None:
-            self.centre_pixel.update(centre_gaussian_maps(maps.shape[0], height, width), masks)
+            self.centre_pixel.update(masks, height, width)
         self.stats.update(maps, top1_correct, masks)
 
     def compute(self, boxes_seen: bool, masks_seen: bool) -> dict[str, Tensor]:

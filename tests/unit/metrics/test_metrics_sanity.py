@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsol_lightning.metrics import MaxBoxAcc
+from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.metrics import functional as F
-from wsol_lightning.metrics.reference import ReferenceMapBoxAcc, whole_image_map
+from wsol_lightning.metrics.reference import ReferenceMapBoxAcc, ReferenceMapPxAP, whole_image_map
 from wsol_lightning.metrics.sanity import (
     EvaluationSanity,
     border_mass,
@@ -86,3 +86,15 @@ def test_whole_image_reference_is_the_whole_box() -> None:
     metric = ReferenceMapBoxAcc(whole_image_map, iou_thresholds=(50,), cam_curve_interval=0.1)
     metric.update([torch.tensor([[0, 0, 9, 9]]), torch.tensor([[0, 0, 4, 4]])], 10, 10)
     assert float(metric.compute()["maxboxacc_v2"]) == 50.0  # IoU 1 and 25 / 100
+
+
+def test_reference_pxap_equals_pxap_fed_the_maps() -> None:
+    rng = np.random.default_rng(1)
+    ref_map = torch.from_numpy(F.normalize_maps(rng.random((1, 12, 15))))[0]
+    masks = torch.from_numpy(rng.choice(np.array([0, 1, 255], np.uint8), size=(5, 12, 15), p=[0.6, 0.3, 0.1]))
+    reference = ReferenceMapPxAP(lambda h, w: ref_map, cam_curve_interval=0.01)
+    direct = PxAP(cam_curve_interval=0.01)
+    reference.update(masks, 12, 15)
+    direct.update(ref_map.expand(5, 12, 15).clone(), masks)
+    assert torch.equal(reference.hist_pos, direct.hist_pos) and torch.equal(reference.hist_neg, direct.hist_neg)
+    assert float(reference.compute()["pxap"]) == float(direct.compute()["pxap"])
