@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from wsol_lightning.data import SyntheticDataModule
 from wsol_lightning.methods.base import WSOLModule
-from wsol_lightning.methods.baselines import centre_baseline_scores
+from wsol_lightning.methods.baselines import centre_baseline_scores, centre_gaussian_maps
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
 
@@ -105,3 +105,15 @@ def test_baselines_are_the_same_split_and_metric(data) -> None:
             float(whole_box.compute()["maxboxacc_v2"]), abs=1e-4)
         assert metrics[f"{split}/baseline_whole_pxap"] == pytest.approx(float(whole_px.compute()["pxap"]), abs=1e-4)
         assert metrics[f"{split}/pxap_chance"] == metrics[f"{split}/baseline_whole_pxap"]
+
+
+def test_v1_tables_carry_v1_baselines_and_no_outer_key(data) -> None:
+    """With ``multi_contour=False`` the baselines use V1 too, and the outer key (a V2 variant) is absent."""
+    metrics = evaluate(OracleMaps("good", multi_contour=False, iou_thresholds=(50,)), data)
+    assert "val/maxboxacc_v2_outer" not in metrics
+    direct = MaxBoxAcc(iou_thresholds=(50,), cam_curve_interval=INTERVAL, multi_contour=False)
+    for batch in data.val_dataloader():
+        direct.update(centre_gaussian_maps(*batch["mask"].shape), batch["boxes"])
+    expected = float(direct.compute()["maxboxacc_v2"])
+    assert expected > 0 and metrics["val/baseline_centre_maxboxacc_v2"] == pytest.approx(expected)
+    assert metrics["val/warn_inverted_map"] == 0.0
