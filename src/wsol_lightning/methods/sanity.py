@@ -54,6 +54,7 @@ class SanityEvaluator(nn.Module):
         self.stats = EvaluationSanity(cam_curve_interval=cam_curve_interval)
         self.border_limit, self.whole_image_limit, self.chance_alpha = border_limit, whole_image_limit, chance_alpha
         self.num_classes = 0  # learnt from the logits' width
+        self.num_classified = 0  # set by compute()
 
     def update(self, maps: Tensor, logits: Tensor, top1_correct: Tensor, boxes: list[Tensor] | None,
                masks: Tensor | None) -> None:
@@ -87,7 +88,8 @@ class SanityEvaluator(nn.Module):
             out["pxap_chance"] = stats["positive_rate"]
             out["baseline_whole_pxap"] = stats["positive_rate"]  # a constant ranking scores the positive rate
         out["border_mass_ratio"] = stats["border_mass_ratio"]
-        pvalue = chance_pvalue(int(stats["top1_correct"]), int(stats["num_classified"]), self.num_classes)
+        self.num_classified = int(stats["num_classified"])  # summed over processes, for the chance flag
+        pvalue = chance_pvalue(int(stats["top1_correct"]), self.num_classified, self.num_classes)
         out["top1_chance_pvalue"] = stats["border_mass_ratio"].new_tensor(pvalue)
         return out
 
@@ -117,7 +119,7 @@ class SanityEvaluator(nn.Module):
             messages.append("inverted maps? " + "; ".join(inverted) + ". High on the background: MaxBoxAccV2 "
                             "can still score through the hole the object leaves; see maxboxacc_v2_outer.")
         grid = self.stats.thresholds
-        whole = self.stats.whole_image_rate(threshold) if int(self.stats.num_images) else math.nan
+        whole = self.stats.whole_image_rate(threshold)  # every process joins the sync; NaN without images
         degenerate = []
         if threshold <= grid[0] + 1e-9 or threshold >= grid[-1] - 1e-9:
             degenerate.append(f"it is at the end of the grid [{grid[0]:g}, {grid[-1]:g}]")
@@ -127,7 +129,7 @@ class SanityEvaluator(nn.Module):
             messages.append(f"degenerate operating threshold {threshold:g}: " + "; ".join(degenerate)
                             + ". Compare MaxBoxAccV2 with baseline_whole_maxboxacc_v2.")
         pvalue = value.get("top1_chance_pvalue", 1.0)
-        chance = self.num_classes >= 2 and int(self.stats.num_classified) > 0 and pvalue > self.chance_alpha
+        chance = self.num_classes >= 2 and self.num_classified > 0 and pvalue > self.chance_alpha
         if chance:
             messages.append(f"chance-level classifier: top-1 {value.get('top1_cls', math.nan):.1f}% is not "
                             f"significantly above 1/{self.num_classes} = {100 / self.num_classes:.1f}% "
