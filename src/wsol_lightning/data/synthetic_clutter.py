@@ -59,8 +59,8 @@ def object_patch(rng: np.random.Generator, label: int, num_classes: int, side: i
 
 def render_clutter_sample(rng: np.random.Generator, label: int, num_classes: int, size: tuple[int, int],
                           background_bias: float | None, object_scale: tuple[float, float],
-                          aspect_max: float, distractors: tuple[int, int],
-                          distractor_scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, int]:
+                          aspect_max: float, distractors: tuple[int, int], distractor_scale: tuple[float, float],
+                          distractor_opacity: float = 0.55) -> tuple[np.ndarray, np.ndarray, int]:
     """Render one image: ``(H, W, 3)`` uint8, the target's ``(H, W)`` bool mask and the background's class."""
     w, h = size
     others = [c for c in range(num_classes) if c != label]
@@ -82,7 +82,7 @@ def render_clutter_sample(rng: np.random.Generator, label: int, num_classes: int
         patch, mask = object_patch(rng, int(rng.choice(others)), num_classes, d_side, aspect_max)
         y, x = int(rng.integers(0, h - mask.shape[0] + 1)), int(rng.integers(0, w - mask.shape[1] + 1))
         region = image[y:y + mask.shape[0], x:x + mask.shape[1]]
-        region[mask] = 0.55 * patch[mask] + 0.45 * region[mask]  # faded: the target stands out
+        region[mask] = distractor_opacity * patch[mask] + (1 - distractor_opacity) * region[mask]
     patch, mask = object_patch(rng, label, num_classes, min(side, short), aspect_max)
     patch, mask = patch[:h, :w], mask[:h, :w]
     y, x = int(rng.integers(0, h - mask.shape[0] + 1)), int(rng.integers(0, w - mask.shape[1] + 1))
@@ -113,7 +113,8 @@ def generate_clutter(root: Path, params: dict) -> list[int]:
             size = tuple(int(rng.integers(params["source_size"][0], params["source_size"][1] + 1)) for _ in "wh")
             image, mask, bg = render_clutter_sample(
                 rng, label, k, size, params["background_bias"], tuple(params["object_scale"]),
-                params["aspect_max"], tuple(params["distractors"]), tuple(params["distractor_scale"]))
+                params["aspect_max"], tuple(params["distractors"]), tuple(params["distractor_scale"]),
+                params["distractor_opacity"])
             samples.append(FakeSample(label, f"clutter_{label}_{i:04d}", image, mask_box(mask),
                                       mask.astype(np.uint8) * 255, is_train=i >= n_test))
             backgrounds.append(bg)
@@ -136,6 +137,8 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         aspect_max: aspect ratios are drawn log-uniformly in ``[1 / aspect_max, aspect_max]``.
         distractors: min/max number of distractor objects (of other classes) per image.
         distractor_scale: min/max distractor side as a fraction of the target's.
+        distractor_opacity: how much of a distractor's colour covers the background under it (1 = as vivid
+            as the target; below 1 the target stands out, which keeps the image's label unambiguous).
         test_fraction: share of each class in the test split.
         val_per_class: train images per class held out for val.
         seed: generation, split and shuffling seed.
@@ -158,6 +161,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         aspect_max: float = 2.0,
         distractors: tuple[int, int] = (1, 3),
         distractor_scale: tuple[float, float] = (0.4, 0.7),
+        distractor_opacity: float = 0.55,
         test_fraction: float = 0.3,
         val_per_class: int = 6,
         seed: int = 0,
@@ -171,6 +175,8 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         if aspect_max < 1.0 or not 0 < object_scale[0] <= object_scale[1] <= 1.0:
             raise ValueError(f"need aspect_max >= 1 and 0 < object_scale min <= max <= 1; got {aspect_max}, "
                              f"{object_scale}")
+        if not 0.0 <= distractor_opacity <= 1.0:
+            raise ValueError(f"distractor_opacity must be in [0, 1]; got {distractor_opacity}")
         if num_classes < 2 or not 0 <= distractors[0] <= distractors[1]:
             raise ValueError(f"need num_classes >= 2 and 0 <= distractors min <= max; got {num_classes}, "
                              f"{distractors}")
@@ -179,6 +185,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
             "images_per_class": images_per_class, "source_size": list(source_size),
             "background_bias": background_bias, "object_scale": list(object_scale), "aspect_max": aspect_max,
             "distractors": list(distractors), "distractor_scale": list(distractor_scale),
+            "distractor_opacity": distractor_opacity,
             "test_fraction": test_fraction, "seed": seed,
         }
         super().__init__(params, data_dir, val_per_class=val_per_class, image_size=image_size, seed=seed,
