@@ -10,6 +10,7 @@ Each class also owns a background style (colour + texture family). ``background_
 probability that an image's background is its own class's style (otherwise the style of a uniformly
 drawn *other* class): at 0.7 the background predicts the label 70% of the time, the shortcut that
 background-aware methods exist to resist; ``None`` draws the style independently of the label.
+``unbiased_test`` keeps the bias out of the test split (train and val keep it).
 
 Written in the CUB_200_2011 layout by the demo's writer and cached like the demo
 (:class:`~wsol_lightning.data.synthetic.GeneratedCUBDataModule`).
@@ -111,12 +112,14 @@ def generate_clutter(root: Path, params: dict) -> list[int]:
     for label in range(k):
         for i in range(per_class):
             size = tuple(int(rng.integers(params["source_size"][0], params["source_size"][1] + 1)) for _ in "wh")
+            is_train = i >= n_test
+            bias = None if params["unbiased_test"] and not is_train else params["background_bias"]
             image, mask, bg = render_clutter_sample(
-                rng, label, k, size, params["background_bias"], tuple(params["object_scale"]),
+                rng, label, k, size, bias, tuple(params["object_scale"]),
                 params["aspect_max"], tuple(params["distractors"]), tuple(params["distractor_scale"]),
                 params["distractor_opacity"])
             samples.append(FakeSample(label, f"clutter_{label}_{i:04d}", image, mask_box(mask),
-                                      mask.astype(np.uint8) * 255, is_train=i >= n_test))
+                                      mask.astype(np.uint8) * 255, is_train=is_train))
             backgrounds.append(bg)
     write_cub_files(root / "CUB_200_2011", clutter_class_names(k), samples)
     return backgrounds
@@ -133,6 +136,9 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         source_size: min/max side of the generated images (width and height drawn separately).
         background_bias: probability that the background style is the label's own (else another class's);
             ``None``: drawn independently of the label. 0.7 is the background-biased variant.
+        unbiased_test: draw the test split's backgrounds independently of the label whatever
+            ``background_bias`` (train and val keep the bias): a classifier that learnt the background then
+            falls to chance on test.
         object_scale: min/max target side (before the aspect stretch) as a fraction of the short side.
         aspect_max: aspect ratios are drawn log-uniformly in ``[1 / aspect_max, aspect_max]``.
         distractors: min/max number of distractor objects (of other classes) per image.
@@ -157,6 +163,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         image_size: int = 64,
         source_size: tuple[int, int] = (72, 96),
         background_bias: float | None = None,
+        unbiased_test: bool = False,
         object_scale: tuple[float, float] = (0.25, 0.55),
         aspect_max: float = 2.0,
         distractors: tuple[int, int] = (1, 3),
@@ -183,7 +190,8 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         params = {
             "generator": "clutter", "version": VERSION, "num_classes": num_classes,
             "images_per_class": images_per_class, "source_size": list(source_size),
-            "background_bias": background_bias, "object_scale": list(object_scale), "aspect_max": aspect_max,
+            "background_bias": background_bias, "unbiased_test": unbiased_test,
+            "object_scale": list(object_scale), "aspect_max": aspect_max,
             "distractors": list(distractors), "distractor_scale": list(distractor_scale),
             "distractor_opacity": distractor_opacity,
             "test_fraction": test_fraction, "seed": seed,

@@ -73,13 +73,25 @@ def test_masks_and_boxes_are_the_drawn_target(tmp_path: Path) -> None:
             assert 0.01 < mask.mean() < 0.6
 
 
+def background_hit_rate(dm: ClutterSyntheticDataModule, split: str, k: int) -> tuple[float, int]:
+    """Share of a split's images whose background colour (nearest background-palette hue) names its label."""
+    backgrounds = palette(k, 0.45, 0.6, offset=0.5 / k)
+    hits = [hue_class(image[~mask], backgrounds) == label for label, image, mask, _ in raw_samples(dm, split)]
+    return float(np.mean(hits)), len(hits)
+
+
+def assert_rate(rate: float, n: int, expected: float) -> None:
+    sd = np.sqrt(expected * (1 - expected) / n)
+    assert abs(rate - expected) < 4 * sd + 0.02, (rate, expected, n)
+
+
 @pytest.mark.parametrize("bias", [0.7, None])
 def test_background_predicts_the_label_at_the_set_rate(tmp_path: Path, bias: float | None) -> None:
     k = 10
-    dm = ClutterSyntheticDataModule(tmp_path, num_classes=k, images_per_class=40, background_bias=bias)
-    backgrounds = palette(k, 0.45, 0.6, offset=0.5 / k)
-    hits = [hue_class(image[~mask], backgrounds) == label for label, image, mask, _ in raw_samples(dm, "train")]
-    rate, expected = float(np.mean(hits)), 0.7 if bias else 1 / k
-    sd = np.sqrt(expected * (1 - expected) / len(hits))
-    assert len(hits) == k * (40 - 12 - 6)
-    assert abs(rate - expected) < 4 * sd + 0.02, (rate, expected)
+    dm = ClutterSyntheticDataModule(tmp_path, num_classes=k, images_per_class=40, background_bias=bias,
+                                    unbiased_test=True)
+    rate, n = background_hit_rate(dm, "train", k)
+    assert n == k * (40 - 12 - 6)
+    assert_rate(rate, n, 0.7 if bias else 1 / k)
+    rate, n = background_hit_rate(dm, "test", k)  # unbiased_test: the background says nothing on test
+    assert_rate(rate, n, 1 / k)
