@@ -95,3 +95,20 @@ def test_background_predicts_the_label_at_the_set_rate(tmp_path: Path, bias: flo
     assert_rate(rate, n, 0.7 if bias else 1 / k)
     rate, n = background_hit_rate(dm, "test", k)  # unbiased_test: the background says nothing on test
     assert_rate(rate, n, 1 / k)
+
+
+def test_cli_trains_on_it_by_class_name(tmp_path: Path) -> None:
+    from wsol_lightning.cli import WSOLCLI
+
+    cli = WSOLCLI(args=[
+        "fit", "--model", "CAM", "--model.backbone", "test_resnet", "--model.cam_curve_interval", "0.01",
+        "--data", "ClutterSyntheticDataModule", "--data.data_dir", str(tmp_path), "--data.num_classes", "4",
+        "--data.images_per_class", "12", "--data.val_per_class", "2", "--data.image_size", "48",
+        "--data.batch_size", "8", "--data.background_bias", "0.7", "--trainer.max_steps", "2",
+        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ])
+    assert isinstance(cli.datamodule, ClutterSyntheticDataModule) and cli.datamodule.params["background_bias"] == 0.7
+    assert cli.model.hparams.num_classes == 4
+    assert {"test/maxboxacc_v2", "test/baseline_centre_maxboxacc_v2", "test/warn_chance_classifier"} <= set(
+        cli.trainer.callback_metrics)
