@@ -37,7 +37,8 @@ class SanityEvaluator(nn.Module):
         cam_curve_interval: threshold grid spacing, as the method's metrics.
         multi_contour: V2 (all contours) or V1, as the method's MaxBoxAcc.
         border_limit: ``border_mass_ratio`` above which the maps count as inverted (1 = uniform map).
-        whole_image_limit: percent of whole-image boxes at the operating threshold that makes it degenerate.
+        whole_image_limit: percent of images whose on pixels span the whole image at the operating threshold
+            (``whole_image_span_rate``) above which that threshold is degenerate.
         chance_alpha: significance level of the one-sided binomial test of top-1 against ``1 / C``.
 
     """
