@@ -58,29 +58,43 @@ class Trunk(nn.Module):
         return outputs
 
 
+def architecture_name(name: str) -> str:
+    """Return the timm architecture of a model name, without its weights tag.
+
+    ``"resnet50.tv_in1k"`` -> ``"resnet50"``; a name without a tag is returned unchanged. Everything that
+    keys on the architecture (stride surgery, method presets) must look at this, never at the full name.
+    """
+    return name.split(".", 1)[0]
+
+
 def build_trunk(
     name: str,
     pretrained: bool | str = False,
     stride_one_taps: Sequence[int] = (),
     num_taps: int | None = None,
     in_chans: int = 3,
+    act_layer: str | None = None,
 ) -> Trunk:
     """Build a :class:`Trunk` from any timm CNN that has ``feature_info``.
 
     Args:
-        name: timm model name (``resnet50``, ``vgg16``, ``inception_v3``, ``mobilenetv1_100``, ...).
+        name: timm model name, optionally with a weights tag (``resnet50.tv_in1k``, ``vgg16.tv_in1k``,
+            ``inception_v3.tv_in1k``, ``mobilenetv1_100``, ...); the surgery keys on the architecture.
         pretrained: ``False``, ``True`` (timm's weights; needs network once) or a local weights file.
         stride_one_taps: taps whose stage keeps the resolution of the previous stage (strides of 2
             set to 1, 2x2 pools removed; no dilation). For ``inception_v3`` any value here applies the
             SPG/ACoL/BAS widening instead (padded stem, Mixed_6a stride 1: Mixed_6e at 28x28).
         num_taps: keep only the first ``num_taps`` stages (drop the rest, e.g. VGG16 pool5).
         in_chans: input channels.
+        act_layer: activation of the timm model (e.g. ``"relu"`` for the MobileNetV1 of the WSOL papers,
+            where timm's ``mobilenetv1_100`` uses ReLU6); ``None`` keeps timm's default.
 
     Returns:
         The trunk, with ``channels``/``reductions`` describing each kept tap.
 
     """
-    model = create_timm_model(name, pretrained, in_chans=in_chans, num_classes=0)
+    extra = {} if act_layer is None else {"act_layer": act_layer}
+    model = create_timm_model(name, pretrained, in_chans=in_chans, num_classes=0, **extra)
     info = list(model.feature_info)
     if not info:
         raise ValueError(f"timm model '{name}' declares no feature_info; it cannot be used as a WSOL trunk")
@@ -101,7 +115,7 @@ def build_trunk(
             if tap == num_taps:
                 break
     reductions = [f["reduction"] for f in info[:num_taps]]
-    if stride_one_taps and name.startswith("inception_v3"):
+    if stride_one_taps and architecture_name(name) == "inception_v3":
         widen_inception_v3(stages)
         reductions = [2, 4, 8, 8, 16][:num_taps]
     else:
