@@ -76,8 +76,16 @@ class WSOLModule(L.LightningModule):
         map_interpolation: how raw maps are upsampled to the image before min-max normalisation:
             ``"bicubic"`` (wsolevaluation's protocol, the default) or ``"bilinear"`` (what the BAS and
             B-CAM official code does; a method's config names the one it uses).
+        warmup_epochs: epochs at the start of training during which only the classification terms
+            (``classification_terms``: ``loss_cls``, B-CAM's ``loss_obj_cls``) are optimised; the other terms
+            are still computed and logged, detached. 0 (the papers' value: they start from an ImageNet
+            classifier) turns it off; from-scratch CPU recipes use it so that the method's extra terms act on
+            a classifier that already recognises the objects.
 
     """
+
+    #: loss terms kept during the classification warm-up (``warmup_epochs``).
+    classification_terms: tuple[str, ...] = ("loss_cls",)
 
     def __init__(
         self,
@@ -103,6 +111,7 @@ class WSOLModule(L.LightningModule):
         multi_contour: bool = True,
         operating_threshold: float | None = None,
         map_interpolation: Literal["bicubic", "bilinear"] = "bicubic",
+        warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         # Collects the arguments of the subclass's __init__ too (Lightning walks the __init__ frames).
@@ -112,6 +121,8 @@ class WSOLModule(L.LightningModule):
         if map_interpolation not in ("bicubic", "bilinear"):
             raise ValueError(f"map_interpolation must be 'bicubic' or 'bilinear', got {map_interpolation!r}")
         self.map_interpolation = map_interpolation
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
         self.num_classes = num_classes
         self.backbone_name = backbone
         self.evaluator = LocalizationEvaluator(
@@ -146,9 +157,25 @@ class WSOLModule(L.LightningModule):
         return ()
 
     # ------------------------------------------------------------------ training
+    def warmup_objective(self, losses: dict[str, Tensor], epoch: int) -> dict[str, Tensor]:
+        """``losses`` with ``"loss"`` re-summed over ``classification_terms`` while ``epoch < warmup_epochs``.
+
+        The other terms stay in the dict, detached (logged, no gradient); from ``warmup_epochs`` on,
+        ``losses`` is returned unchanged.
+        """
+        if epoch >= self.hparams.get("warmup_epochs", 0):
+            return losses
+        kept = [name for name in self.classification_terms if name in losses]
+        if not kept:
+            raise KeyError(f"{type(self).__name__}: warm-up needs one of the classification terms "
+                           f"{list(self.classification_terms)} among the loss terms {sorted(losses)}")
+        out = {k: (v if k in kept else v.detach()) for k, v in losses.items() if k != "loss"}
+        out["loss"] = sum(losses[k] for k in kept)  # type: ignore[assignment]
+        return out
+
     def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor:
-        """Compute, check and log the loss terms."""
-        losses = self.training_losses(batch)
+        """Compute, check and log the loss terms (classification terms only during ``warmup_epochs``)."""
+        losses = self.warmup_objective(self.training_losses(batch), self.current_epoch)
         for name in sorted(losses, key=lambda k: k == "loss"):  # name the term, not only the total
             value = losses[name]
             if not torch.isfinite(value).all():

@@ -64,6 +64,8 @@ class BCAM(WSOLModule):
 
     """
 
+    classification_terms = ("loss_obj_cls",)  # kept during WSOLModule(warmup_epochs=...)
+
     def __init__(
         self,
         backbone: str = "resnet50",
