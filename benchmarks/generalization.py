@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/generalization.py [--methods cam,bas,bcam,ornet]
         [--datasets synthetic,pets,clutter,clutter_biased] [--epochs 6] [--image_size 64] [--out DIR]
-        [--set bas:model.init_args.warmup_epochs=3 ...] [--table_only]
+        [--set bas:model.init_args.warmup_epochs=3 ...] [--shares ornet=2:2:2] [--table_only]
 
 Each method trains at its CPU recipe (``configs/<method>_synthetic*.yaml``: the same model, optimiser and
 schedule) on each dataset through the library's CLI (:class:`~wsol_lightning.cli.WSOLCLI`, seeded), with
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,10 @@ def run_method(method: str, dataset: str, args: argparse.Namespace) -> dict[str,
     from wsol_lightning.cli import WSOLCLI
 
     names = METHODS[method]
-    shares = [yaml.safe_load((ROOT / "configs" / f"{n}.yaml").read_text())["trainer"]["max_epochs"]
-              for n in names]
+    shares = args.shares.get(method) or [
+        yaml.safe_load((ROOT / "configs" / f"{n}.yaml").read_text())["trainer"]["max_epochs"] for n in names]
+    if len(shares) != len(names):
+        raise ValueError(f"--shares {method}: {len(names)} phases ({names}), got {shares}")
     overrides = [(k, v) for m, k, v in args.overrides if m == method]
     run_dir = args.out / "runs" / dataset / method
     metrics: dict[str, float] = {}
@@ -129,7 +132,11 @@ def run_method(method: str, dataset: str, args: argparse.Namespace) -> dict[str,
         path = run_dir / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        cli = WSOLCLI(args=["fit", "--config", str(path)])
+        argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI reads args=, not this script's own options
+        try:
+            cli = WSOLCLI(args=["fit", "--config", str(path)])
+        finally:
+            sys.argv = argv
         metrics = {k.split("/", 1)[1]: float(v) for k, v in cli.trainer.callback_metrics.items()
                    if k.startswith("test/")}
     return metrics
@@ -167,6 +174,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return method, key, yaml.safe_load(value)
 
 
+def parse_shares(text: str) -> dict[str, list[int]]:
+    """``ornet=2:2:2,...``: how a method's phases share the budget (default: its configs' max_epochs)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        method, _, ratio = item.partition("=")
+        out[method] = [int(x) for x in ratio.split(":")]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from _common import machine
 
@@ -181,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache_dir", type=Path, default=None, help="where the synthetic sets are generated")
     p.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                    help="method:dotted.key=value, e.g. bas:model.init_args.warmup_epochs=3")
+    p.add_argument("--shares", type=parse_shares, default={},
+                   help="phase shares of the budget, e.g. ornet=2:2:2 (default: the configs' max_epochs)")
     p.add_argument("--table_only", action="store_true", help="print the stored results, train nothing")
     args = p.parse_args(argv)
     methods, datasets = args.methods.split(","), args.datasets.split(",")
@@ -203,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[f"{method}/{dataset}"] = {
                     "metrics": metrics, "minutes": (time.perf_counter() - start) / 60, "budget": budget,
                     "overrides": [f"{k}={v}" for m, k, v in args.overrides if m == method],
+                    "shares": args.shares.get(method),
                     "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
                 store.write_text(json.dumps(results, indent=1))
     text = table(results)
