@@ -31,6 +31,7 @@ the table to stdout and ``DIR/table.md``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -115,8 +116,19 @@ def phase_config(name: str, dataset: str, epochs: int, args: argparse.Namespace,
     return config
 
 
-def run_method(method: str, dataset: str, args: argparse.Namespace) -> dict[str, float]:
-    """Train every phase of ``method`` on ``dataset``; return the last phase's test metrics."""
+def last_val_metrics(log_dir: str | Path) -> dict[str, float]:
+    """The last logged value of every ``val/`` key in a CSVLogger's ``metrics.csv`` (recipes are chosen on val)."""
+    path = Path(log_dir) / "metrics.csv"
+    out: dict[str, float] = {}
+    if path.is_file():
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                out.update({k.split("/", 1)[1]: float(v) for k, v in row.items() if k.startswith("val/") and v})
+    return out
+
+
+def run_method(method: str, dataset: str, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
+    """Train every phase of ``method`` on ``dataset``; return the last phase's test and last val metrics."""
     from wsol_lightning.cli import WSOLCLI
 
     names = METHODS[method]
@@ -127,6 +139,7 @@ def run_method(method: str, dataset: str, args: argparse.Namespace) -> dict[str,
     overrides = [(k, v) for m, k, v in args.overrides if m == method]
     run_dir = args.out / "runs" / dataset / method
     metrics: dict[str, float] = {}
+    val: dict[str, float] = {}
     for name, epochs in zip(names, split_epochs(args.epochs, shares), strict=True):
         config = phase_config(name, dataset, epochs, args, run_dir, overrides)
         path = run_dir / f"{name}.yaml"
@@ -139,7 +152,8 @@ def run_method(method: str, dataset: str, args: argparse.Namespace) -> dict[str,
             sys.argv = argv
         metrics = {k.split("/", 1)[1]: float(v) for k, v in cli.trainer.callback_metrics.items()
                    if k.startswith("test/")}
-    return metrics
+        val = last_val_metrics(cli.trainer.logger.log_dir)
+    return metrics, val
 
 
 def fmt(value: float | None) -> str:
@@ -217,9 +231,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for method in methods:
                 start = time.perf_counter()
-                metrics = run_method(method, dataset, args)
+                metrics, val = run_method(method, dataset, args)
                 results[f"{method}/{dataset}"] = {
-                    "metrics": metrics, "minutes": (time.perf_counter() - start) / 60, "budget": budget,
+                    "metrics": metrics, "val": val, "minutes": (time.perf_counter() - start) / 60, "budget": budget,
                     "overrides": [f"{k}={v}" for m, k, v in args.overrides if m == method],
                     "shares": args.shares.get(method),
                     "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

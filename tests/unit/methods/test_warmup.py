@@ -73,3 +73,20 @@ def test_default_is_off_and_negative_is_rejected():
     assert module.warmup_objective(losses, 0) is losses
     with pytest.raises(ValueError, match="warmup_epochs"):
         bas(warmup_epochs=-1)
+
+
+def test_paper_configs_keep_the_warmup_off():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from wsol_lightning.methods.base import WSOLModule
+
+    assert inspect.signature(WSOLModule.__init__).parameters["warmup_epochs"].default == 0
+    configs = Path(__file__).resolve().parents[3] / "configs"
+    paper = [p for p in configs.glob("*.yaml") if "synthetic" not in p.name]
+    assert len(paper) > 10
+    for path in paper:
+        init_args = yaml.safe_load(path.read_text())["model"].get("init_args", {})
+        assert init_args.get("warmup_epochs", 0) == 0, path.name
