@@ -9,9 +9,11 @@ Each method trains at its CPU recipe (``configs/<method>_synthetic*.yaml``: the 
 schedule) on each dataset through the library's CLI (:class:`~wsol_lightning.cli.WSOLCLI`, seeded), with
 only the data swapped and the budget imposed: ``--epochs`` epochs of training per method at
 ``--image_size`` px over the dataset's whole train split. A method with phases shares the budget between
-them in its configs' proportions (ORNet 2:3:4 -> 1/2/3 epochs at 6). The operating threshold is chosen on
-val, and the test split is scored with the baselines logged beside it (centre Gaussian, whole image, PxAP
-chance = positive-pixel rate) and the sanity warnings.
+them in its configs' proportions (ORNet's configs train 2/2/2 epochs; ``--shares ornet=2:3:4`` gives
+1/2/3 at 6). A recipe's warm-up epochs (``warmup_epochs``, BAS: 3 of 6) count inside the budget and scale
+with it (rounded). The operating threshold is chosen on val, and the test split is scored with the
+baselines logged beside it (centre Gaussian, whole image, PxAP chance = positive-pixel rate) and the
+sanity warnings.
 
 Datasets (64 px, batch 32):
 * ``synthetic``: the embedded demo set (``SyntheticDataModule``: 4 classes, no background correlation).
@@ -108,6 +110,9 @@ def phase_config(name: str, dataset: str, epochs: int, args: argparse.Namespace,
     config["data"] = data
     config["seed_everything"] = args.seed
     trainer = config["trainer"]
+    init_args = config["model"].get("init_args", {})
+    if init_args.get("warmup_epochs"):  # the warm-up keeps its share of the recipe's epochs
+        init_args["warmup_epochs"] = round(init_args["warmup_epochs"] * epochs / trainer["max_epochs"])
     trainer.update(max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=False)
     trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
                          "init_args": {"save_dir": str(run_dir), "name": name}}

@@ -32,6 +32,20 @@ def test_budget_split_and_run_paths(bench):
     assert bench.rewrite_runs(config, Path("/o")) == {"a": "/o/coarse.ckpt", "b": ["/o"], "c": "keep/runs/y"}
 
 
+def test_phase_config_swaps_the_data_and_scales_the_warmup(bench, tmp_path: Path):
+    import argparse
+
+    args = argparse.Namespace(image_size=48, seed=3, pets_dir=tmp_path / "pets", cache_dir=tmp_path / "cache")
+    config = bench.phase_config("bas_synthetic", "clutter_biased", 2, args, tmp_path / "run",
+                                [("model.init_args.beta", 2.0)])
+    assert config["model"]["init_args"]["warmup_epochs"] == 1  # 3 of the recipe's 6 epochs -> 1 of 2
+    assert config["model"]["init_args"]["beta"] == 2.0 and config["trainer"]["max_epochs"] == 2
+    data = config["data"]
+    assert data["class_path"].endswith("ClutterSyntheticDataModule") and data["init_args"]["image_size"] == 48
+    assert data["init_args"]["background_bias"] == 0.7 and data["init_args"]["unbiased_test"] is False
+    assert config["seed_everything"] == 3 and config["trainer"]["default_root_dir"] == str(tmp_path / "run")
+
+
 def test_tiny_run_prints_the_table_with_baselines(bench, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
