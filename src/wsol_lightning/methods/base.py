@@ -244,6 +244,13 @@ class WSOLModule(L.LightningModule):
         if any_process_updated(seeds) and math.isnan(float(self.seed_bg_threshold)):
             self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
+        fixed = self.hparams.get("operating_threshold")
+        state = checkpoint.get("state_dict")
+        if fixed is not None and isinstance(state, dict) and "operating_threshold" in state:
+            state["operating_threshold"] = torch.tensor(float(fixed), dtype=torch.float64)
+
     def on_test_epoch_end(self) -> None:
         """Log test metrics at the operating threshold chosen on val."""
         self._log_eval_metrics("test", choose_threshold=False)
