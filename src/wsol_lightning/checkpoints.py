@@ -135,8 +135,16 @@ def check_num_classes(path: str | Path, checkpoint_classes: Any, data_classes: i
         )
 
 
+def stored_values(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings a checkpoint stores as state rather than as hyperparameters (the threshold chosen on val)."""
+    threshold = (checkpoint.get("state_dict") or {}).get("operating_threshold")
+    if isinstance(threshold, torch.Tensor) and threshold.numel() == 1 and bool(torch.isfinite(threshold)):
+        return {"operating_threshold": round(float(threshold), 6)}
+    return {}
+
+
 def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit: Mapping[str, Any],
-                       resuming: bool) -> tuple[dict[str, Any], list[str]]:
+                       resuming: bool, stored: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Merge a checkpoint's model settings with the explicitly given ones (see the module docstring).
 
     Args:
@@ -144,6 +152,8 @@ def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit
         checkpoint: its hyperparameters (:func:`checkpoint_hparams`).
         explicit: the model arguments the user gave in config files or on the command line.
         resuming: ``True`` for ``fit --ckpt_path`` (training settings must match too).
+        stored: values the checkpoint holds as state (:func:`stored_values`), shown in the notes instead of
+            the hyperparameter (e.g. the operating threshold chosen on val rather than ``None``).
 
     Returns:
         ``(settings, notes)``: the model arguments to build with (checkpoint values overridden by explicit
@@ -155,19 +165,20 @@ def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit
 
     """
     settings = {k: v for k, v in checkpoint.items() if k not in NOT_SETTINGS}
+    stored = stored or {}
     conflicts, notes = [], []
     for key in sorted(explicit):
         if key in NOT_SETTINGS:
             continue
         given = explicit[key]
-        if key not in checkpoint or _plain(checkpoint[key]) == _plain(given):
+        had = stored.get(key, checkpoint.get(key))
+        if key not in checkpoint or _plain(had) == _plain(given):
             settings[key] = given
             continue
         wins = key in EVALUATION_ARGS or key in INITIALIZATION_ARGS or (key in TRAINING_ARGS and not resuming)
         if wins:
             settings[key] = given
-            notes.append(f"model.{key} = {_plain(given)!r} (given) instead of the checkpoint's "
-                         f"{_plain(checkpoint[key])!r}")
+            notes.append(f"model.{key} = {_plain(given)!r} (given) instead of the checkpoint's {_plain(had)!r}")
         else:
             conflicts.append(f"  model.init_args.{key}: the checkpoint has {_plain(checkpoint[key])!r}, "
                              f"the config or command line gives {_plain(given)!r}")

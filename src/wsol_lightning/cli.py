@@ -38,6 +38,7 @@ from wsol_lightning.checkpoints import (
     checkpoint_hparams,
     read_checkpoint,
     reconcile_settings,
+    stored_values,
 )
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.methods import WSOLModule
@@ -143,7 +144,8 @@ class WSOLCLI(LightningCLI):
             ckpt_path = str(resolve_last(self._checkpoint_folders(config)))
             config.ckpt_path = ckpt_path
             _say(f"--ckpt_path last: continuing from {ckpt_path}")
-        hparams = checkpoint_hparams(read_checkpoint(ckpt_path))
+        checkpoint = read_checkpoint(ckpt_path)
+        hparams = checkpoint_hparams(checkpoint)
         self._checkpoint = (ckpt_path, hparams)
         given = self._given_config(subcommand).get("model") or Namespace()
         given_class = given.get("class_path")
@@ -155,7 +157,7 @@ class WSOLCLI(LightningCLI):
             raise CheckpointError(f"{ckpt_path} does not name its model class: pass --model <Class> (e.g. CAM)")
         settings, self.checkpoint_notes = reconcile_settings(
             ckpt_path, hparams, {**_as_dict(given.get("init_args")), **_as_dict(given.get("dict_kwargs"))},
-            resuming=subcommand == "fit")
+            resuming=subcommand == "fit", stored=stored_values(checkpoint))
         parsed = {subcommand: {"model": {"class_path": class_path, "init_args": settings}}}
         self.config = self.parser.parse_object(parsed, self.config)
         for note in self.checkpoint_notes:
@@ -168,8 +170,8 @@ class WSOLCLI(LightningCLI):
             check_num_classes(path, hparams.get("num_classes"), self.model.num_classes)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Any:
-        """Add :class:`LastCheckpoint` (``<run dir>/checkpoints/last.ckpt``) to ``fit`` runs that checkpoint."""
-        if (self.subcommand == "fit" and self.run_dir is not None and config.get("enable_checkpointing") is not False
+        """Add :class:`LastCheckpoint` (``<run dir>/checkpoints/last.ckpt``; it only saves during ``fit``)."""
+        if (self.run_dir is not None and config.get("enable_checkpointing") is not False
                 and not config.get("fast_dev_run")):
             callbacks = [*callbacks, LastCheckpoint(self.run_dir / CHECKPOINTS)]
         return super()._instantiate_trainer(config, callbacks)

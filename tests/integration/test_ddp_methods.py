@@ -136,6 +136,16 @@ def test_two_process_evaluation_equals_single_process_exactly(cam_ddp_run: tuple
                                                                single["metrics"][key])
 
 
+def test_two_process_run_emits_no_sync_dist_warning(cam_ddp_run: tuple[Path, dict[str, Any]]):
+    """Epoch-level metrics are already reduced over processes (torchmetrics) and logged as such: Lightning's
+    "use sync_dist=True when logging on epoch level in distributed setting" warning never fires."""
+    work, result = cam_ddp_run
+    log = (work / "ddp.log").read_text()
+    assert result["world_size"] == 2 and "test/maxboxacc_v2" in result["metrics"]  # the run did log them
+    warned = [line for line in log.splitlines() if "sync_dist" in line]
+    assert not warned, warned[:5]
+
+
 @pytest.mark.parametrize("method", [m for m in methods() if m != "CAM"])
 def test_ddp_fit_and_test_every_method(method: str, tmp_path: Path, synthetic_cache: Path):
     result = run_runner(tmp_path / "run.json", [

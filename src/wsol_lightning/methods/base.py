@@ -16,7 +16,7 @@ and learning-rate schedules.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -267,9 +267,17 @@ class WSOLModule(L.LightningModule):
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
         results.update(self._seed_results(choose_threshold))
-        self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
-                       if k != "best_threshold"}, sync_dist=False)
+        self.log_global_metrics({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
+                                 if k != "best_threshold"})
         self._reset_eval_metrics()
+
+    def log_global_metrics(self, metrics: Mapping[str, Tensor]) -> None:
+        """Log epoch-level values that are already reduced over all processes (torchmetrics ``compute``).
+
+        Every rank holds the same value, so syncing with ``max`` returns it unchanged (exactly, where a mean
+        could round), and Lightning has no reason to warn that an epoch-level value is not synced under DDP.
+        """
+        self.log_dict(dict(metrics), sync_dist=True, reduce_fx="max")
 
     def _seed_results(self, choose_threshold: bool) -> dict[str, Tensor]:
         if not any_process_updated(self.seed_miou):

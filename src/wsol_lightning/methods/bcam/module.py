@@ -164,7 +164,7 @@ class BCAM(WSOLModule):
     def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
         results = self.mask_metric.compute() if self.mask_metric.update_count else {}
         if results:
-            self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, sync_dist=False)
+            self.log_global_metrics({f"{stage}/{k}": v.float() for k, v in results.items()})
         super()._log_eval_metrics(stage, choose_threshold)
 
     def _reset_eval_metrics(self) -> None:
