@@ -172,6 +172,7 @@ def _main(out: Path, cli_args: list[str]) -> None:
     import torch
     from lightning.pytorch.callbacks import Callback
 
+    from wsol_lightning.callbacks import LastCheckpoint
     from wsol_lightning.cli import WSOLCLI
 
     class Recorder(Callback):
@@ -190,7 +191,12 @@ def _main(out: Path, cli_args: list[str]) -> None:
                                batch: Any, batch_idx: int) -> None:
             if self.pause_at and trainer.global_step == self.pause_at:
                 (out.parent / "paused").write_text(str(trainer.global_step))
-                time.sleep(3600)  # the test SIGKILLs the process here, mid-epoch
+                # The test SIGKILLs the process here, mid-epoch, or sends SIGINT: LastCheckpoint's handler then
+                # ends the pause and the run saves last.ckpt at this step and stops.
+                last = [cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)]
+                deadline = time.monotonic() + 3600
+                while time.monotonic() < deadline and not any(cb.interrupt_requested for cb in last):
+                    time.sleep(0.05)
 
     recorder = Recorder()
     cli = WSOLCLI(args=cli_args, trainer_defaults={"callbacks": [recorder]})
