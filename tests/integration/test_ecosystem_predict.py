@@ -27,7 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> 
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)]
     cli = WSOLCLI(args=["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
                         "--test_after_fit", "false"])
-    ckpt = next(Path(cli.trainer.log_dir).rglob("*.ckpt"))
+    ckpt = next(Path(cli.trainer.default_root_dir).rglob("*.ckpt"))  # <run dir>/checkpoints/last.ckpt
     return common, ckpt, float(cli.model.operating_threshold)
 
 
