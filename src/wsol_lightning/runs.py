@@ -75,6 +75,9 @@ def _log_locations(trainer: L.Trainer) -> list[str]:
     lines = []
     for logger in trainer.loggers:
         where = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        run_dir = getattr(getattr(logger, "_experiment", None), "dir", None)  # a started W&B run's files
+        if run_dir and Path(run_dir).parent.is_dir():
+            where = f"{where} (run files: {Path(run_dir).parent})" if where else Path(run_dir).parent
         if where:
             lines.append(f"  logs ({type(logger).__name__}): {where}")
     return lines
