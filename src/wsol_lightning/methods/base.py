@@ -16,7 +16,7 @@ and learning-rate schedules.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -29,6 +29,11 @@ from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
+
+#: ``self.log`` arguments for epoch-level values already reduced over all processes (torchmetrics ``compute``):
+#: every rank holds the same value, so syncing with ``max`` returns it unchanged (exactly, where a mean could
+#: round), and Lightning does not warn under DDP that an epoch-level value is logged without ``sync_dist``.
+ALREADY_REDUCED: dict[str, Any] = {"sync_dist": True, "reduce_fx": "max"}
 
 
 def upsample_and_normalize(maps: Tensor, size: Sequence[int], mode: str = "bicubic") -> Tensor:
@@ -267,17 +272,9 @@ class WSOLModule(L.LightningModule):
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
         results.update(self._seed_results(choose_threshold))
-        self.log_global_metrics({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
-                                 if k != "best_threshold"})
+        self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
+                       if k != "best_threshold"}, **ALREADY_REDUCED)
         self._reset_eval_metrics()
-
-    def log_global_metrics(self, metrics: Mapping[str, Tensor]) -> None:
-        """Log epoch-level values that are already reduced over all processes (torchmetrics ``compute``).
-
-        Every rank holds the same value, so syncing with ``max`` returns it unchanged (exactly, where a mean
-        could round), and Lightning has no reason to warn that an epoch-level value is not synced under DDP.
-        """
-        self.log_dict(dict(metrics), sync_dist=True, reduce_fx="max")
 
     def _seed_results(self, choose_threshold: bool) -> dict[str, Tensor]:
         if not any_process_updated(self.seed_miou):

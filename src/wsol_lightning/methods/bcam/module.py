@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.base import ALREADY_REDUCED, WSOLModule
 from wsol_lightning.methods.bcam.loss import stagger_loss
 from wsol_lightning.methods.bcam.metric import MaskAccuracy
 from wsol_lightning.methods.bcam.model import BCAMNet, GradientVariant, bcam_preset
@@ -164,7 +164,7 @@ class BCAM(WSOLModule):
     def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
         results = self.mask_metric.compute() if self.mask_metric.update_count else {}
         if results:
-            self.log_global_metrics({f"{stage}/{k}": v.float() for k, v in results.items()})
+            self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, **ALREADY_REDUCED)
         super()._log_eval_metrics(stage, choose_threshold)
 
     def _reset_eval_metrics(self) -> None:
