@@ -75,7 +75,10 @@ def _log_locations(trainer: L.Trainer) -> list[str]:
     lines = []
     for logger in trainer.loggers:
         where = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-        run_dir = getattr(getattr(logger, "_experiment", None), "dir", None)  # a started W&B run's files
+        try:
+            run_dir = getattr(getattr(logger, "_experiment", None), "dir", None)  # a started W&B run's files
+        except Exception:  # noqa: BLE001 - a logger's run object may refuse attribute access once finished
+            run_dir = None
         if run_dir and Path(run_dir).parent.is_dir():
             where = f"{where} (run files: {Path(run_dir).parent})" if where else Path(run_dir).parent
         if where:

@@ -8,6 +8,7 @@ One small CAM run with ``configs/cam_synthetic.yaml`` (32 px, 1 epoch) provides 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,16 @@ def test_export_is_atomic_and_round_trips(trained: dict[str, Any], tmp_path: Pat
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(method(images)["logits"], original(images)["logits"])
+
+
+def test_a_fresh_run_of_the_same_config_keeps_the_earlier_last_ckpt(trained: dict[str, Any], tmp_path: Path,
+                                                                     synthetic_cache: Path):
+    earlier = tmp_path / "runs" / "cam_synthetic" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    shutil.copy2(trained["ckpt"], earlier)
+    before = earlier.read_bytes()
+    run_in(tmp_path, ["fit", "-c", CAM_CONFIG, *small(synthetic_cache, "--trainer.max_steps", "2",
+                                                      "--test_after_fit", "false")])
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["last-v1.ckpt", "last.ckpt"]
+    assert earlier.read_bytes() == before  # the earlier run is not overwritten
+    assert torch.load(earlier.parent / "last-v1.ckpt", weights_only=True)["global_step"] == 2
