@@ -97,6 +97,13 @@ class WSOLCLI(LightningCLI):
             help="After `fit`, test the final weights on the test split (threshold chosen on val).",
         )
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """Default ``--weights_only true``: the Trainer loads ``--ckpt_path`` as tensors and plain values only."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if any(getattr(action, "dest", None) == "weights_only" for action in parser._actions):
+            parser.set_defaults(weights_only=True)
+        return parser
+
     # ------------------------------------------------------------------ run directory and --ckpt_path
     def _given_config(self, subcommand: str) -> Namespace:
         """Only what the user gave (config files and command line), without defaults."""

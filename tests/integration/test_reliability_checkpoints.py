@@ -67,6 +67,7 @@ def test_normal_test_of_the_config_has_no_conflict(trained: dict[str, Any], synt
     cli = run_in(trained["work"], ["test", "-c", CAM_CONFIG, *small(synthetic_cache), "--ckpt_path",
                                    str(trained["ckpt"])])
     assert cli.checkpoint_notes == []
+    assert cli.config["test"]["weights_only"] is True  # the Trainer's own load is weights-only too
     assert float(cli.model.operating_threshold) == pytest.approx(trained["threshold"])
     assert float(cli.trainer.callback_metrics["test/operating_threshold"]) == pytest.approx(trained["threshold"])
     out = capsys.readouterr().out
