@@ -182,3 +182,14 @@ def test_a_fresh_run_of_the_same_config_keeps_the_earlier_last_ckpt(trained: dic
     assert sorted(p.name for p in earlier.parent.iterdir()) == ["last-v1.ckpt", "last.ckpt"]
     assert earlier.read_bytes() == before  # the earlier run is not overwritten
     assert torch.load(earlier.parent / "last-v1.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_predict_says_where_the_predictions_went(trained: dict[str, Any], synthetic_cache: Path,
+                                                 capsys: pytest.CaptureFixture[str]):
+    run_in(trained["work"], ["predict", "-c", CAM_CONFIG, *small(synthetic_cache), "--ckpt_path",
+                             str(trained["ckpt"]), "--trainer.callbacks+=wsol_lightning.callbacks.COCOPredictionWriter",
+                             "--trainer.callbacks.output_dir", "preds", "--return_predictions", "false"])
+    out = capsys.readouterr().out
+    assert "wsol predict: outputs\n  run directory: runs/cam_synthetic\n" in out
+    assert "\n  predictions: preds\n" in out
+    assert (trained["work"] / "preds" / "predictions.json").is_file()
