@@ -41,6 +41,7 @@ from wsol_lightning.checkpoints import (
     stored_values,
 )
 from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.export import resolve_method_class
 from wsol_lightning.methods import WSOLModule
 from wsol_lightning.runs import CHECKPOINTS, describe_outputs, resolve_last, run_directory
 
@@ -157,6 +158,8 @@ class WSOLCLI(LightningCLI):
         given = self._given_config(subcommand).get("model") or Namespace()
         given_class = given.get("class_path")
         check_method_class(ckpt_path, hparams.get("_class_path"), given_class)
+        if hparams.get("_class_path"):  # only an imported method class, never a module named by the file
+            resolve_method_class(hparams["_class_path"], ckpt_path)
         class_path = hparams.get("_class_path") or given_class or (model.get("class_path") if model else None)
         if not hparams:
             return

@@ -79,7 +79,7 @@ def _log_locations(trainer: L.Trainer) -> list[str]:
             run_dir = getattr(getattr(logger, "_experiment", None), "dir", None)  # a started W&B run's files
         except Exception:  # noqa: BLE001 - a logger's run object may refuse attribute access once finished
             run_dir = None
-        if run_dir and Path(run_dir).parent.is_dir():
+        if isinstance(run_dir, (str, Path)) and run_dir and Path(run_dir).parent.is_dir():
             where = f"{where} (run files: {Path(run_dir).parent})" if where else Path(run_dir).parent
         if where:
             lines.append(f"  logs ({type(logger).__name__}): {where}")

@@ -149,6 +149,14 @@ def test_hostile_checkpoint_is_refused_by_export_and_cli(tmp_path: Path, synthet
     assert not marker.exists()
 
 
+def test_cli_uses_only_imported_method_classes(tmp_path: Path, synthetic_cache: Path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "not_imported_pkg.CAM"}}, path)
+    with pytest.raises(CheckpointError, match=r"names the class 'not_imported_pkg\.CAM', whose module is not "):
+        run_in(tmp_path, ["test", "--model", "CAM", "--data", "SyntheticDataModule", "--data.data_dir",
+                          str(synthetic_cache), "--ckpt_path", str(path)])
+
+
 def test_export_names_only_imported_methods(tmp_path: Path):
     path = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "subprocess.run"}}, path)
