@@ -167,6 +167,7 @@ def assert_resumed_from(probe: StartProbe, saved: dict[str, Any], step: int, epo
     assert all(torch.equal(a, b) for a, b in zip(probe.momentum, buffers, strict=True))
 
 
+@pytest.mark.slow  # a subprocess run (~20-30 s on 2 shared cores)
 def test_default_run_sigkilled_resumes_from_its_last_ckpt(uninterrupted: dict[str, Any], tmp_path: Path,
                                                           synthetic_cache: Path, monkeypatch: pytest.MonkeyPatch):
     code = pause_then(signal.SIGKILL, tmp_path, synthetic_cache, at_step=KILL_AT_STEP)
@@ -181,6 +182,7 @@ def test_default_run_sigkilled_resumes_from_its_last_ckpt(uninterrupted: dict[st
     assert_same_run(uninterrupted, resumed)
 
 
+@pytest.mark.slow  # a subprocess run (~20-30 s on 2 shared cores)
 def test_default_run_interrupted_by_sigint_saves_the_step_and_resumes(uninterrupted: dict[str, Any],
                                                                       tmp_path: Path, synthetic_cache: Path,
                                                                       monkeypatch: pytest.MonkeyPatch):
