@@ -11,10 +11,12 @@ argument takes. The rule (also in the README):
   checkpoint's is fine; the checkpoint's value is used for every setting the user did not give;
 * **evaluation settings** (:data:`EVALUATION_ARGS`, e.g. ``operating_threshold``) given explicitly win:
   they are used and saved (hyperparameters, ``config.yaml``);
-* **training and initialisation settings** (:data:`TRAINING_ARGS`, :data:`INITIALIZATION_ARGS`) given
-  explicitly win for ``test``/``validate``/``predict`` (they change nothing there); when resuming ``fit``
-  a different training setting is refused, since the optimizer and scheduler state restored from the
-  checkpoint would silently replace it;
+* **training settings** (:data:`TRAINING_ARGS`) given explicitly win for ``test``/``validate``/``predict``
+  (they change nothing there); when resuming ``fit`` a different one is refused, since the optimizer and
+  scheduler state restored from the checkpoint would silently replace it;
+* **initialisation settings** (:data:`INITIALIZATION_ARGS`: ``pretrained``, ``init_from``, ...) only choose
+  starting weights, which the checkpoint's replace: the checkpoint's value is kept (nothing is downloaded or
+  read for nothing) and a note says the given one is not used;
 * every other setting defines the model (backbone, heads, method variant, ...): a different explicit
   value is refused, naming each key with both values; so is a checkpoint of another method class.
 
@@ -158,7 +160,7 @@ def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit
     Returns:
         ``(settings, notes)``: the model arguments to build with (checkpoint values overridden by explicit
         ones that win; no ``num_classes``, which comes from the data) and one line per explicit value that
-        differs from the checkpoint's and wins.
+        differs from the checkpoint's (used, or for initialisation settings, not needed).
 
     Raises:
         CheckpointError: listing every conflicting key with the checkpoint's and the given value.
@@ -175,8 +177,10 @@ def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit
         if key not in checkpoint or _plain(had) == _plain(given):
             settings[key] = given
             continue
-        wins = key in EVALUATION_ARGS or key in INITIALIZATION_ARGS or (key in TRAINING_ARGS and not resuming)
-        if wins:
+        if key in INITIALIZATION_ARGS:
+            notes.append(f"model.{key}: the checkpoint's weights replace the initial ones, so its {_plain(had)!r} "
+                         f"is kept instead of {_plain(given)!r} (given)")
+        elif key in EVALUATION_ARGS or (key in TRAINING_ARGS and not resuming):
             settings[key] = given
             notes.append(f"model.{key} = {_plain(given)!r} (given) instead of the checkpoint's {_plain(had)!r}")
         else:

@@ -103,6 +103,15 @@ def test_explicit_evaluation_setting_wins_and_is_reported():
     assert stored_values({"state_dict": {"operating_threshold": torch.tensor(float("nan"))}}) == {}
 
 
+def test_initialization_settings_keep_the_checkpoints_value_and_say_so():
+    """A converted checkpoint says pretrained=False; a paper config's weights tag must not trigger a download."""
+    for resuming in (False, True):
+        settings, notes = reconcile_settings("ck", CKPT, {"pretrained": "resnet50.tv_in1k"}, resuming=resuming)
+        assert settings["pretrained"] is False
+        assert notes == ["model.pretrained: the checkpoint's weights replace the initial ones, so its False is kept "
+                         "instead of 'resnet50.tv_in1k' (given)"]
+
+
 def test_model_defining_conflicts_are_refused_naming_every_key():
     with pytest.raises(CheckpointError) as info:
         reconcile_settings("runs/x/last.ckpt", CKPT, {"backbone": "resnet18", "head_channels": 32, "lr": 0.1},
