@@ -45,7 +45,7 @@ from wsol_lightning.checkpoints import (
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.export import resolve_method_class
 from wsol_lightning.methods import WSOLModule
-from wsol_lightning.runs import CHECKPOINTS, describe_outputs, resolve_last, run_directory
+from wsol_lightning.runs import CHECKPOINTS, NoLastCheckpointError, describe_outputs, resolve_last, run_directory
 
 # Lightning's own special --ckpt_path values other than "last" (left to the Trainer).
 _LIGHTNING_CKPT_KEYWORDS = ("best", "hpc", "registry")
@@ -221,7 +221,11 @@ def main(args: Any = None) -> None:
 
         convert_main(argv[1:], WSOLCLI)
         return
-    WSOLCLI(args=args)
+    try:
+        WSOLCLI(args=args)
+    except (CheckpointError, NoLastCheckpointError) as err:  # a refused checkpoint: the message, no traceback
+        sys.stderr.write(f"wsol: error: {err}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ import yaml
 
 from wsol_lightning import export
 from wsol_lightning.checkpoints import CheckpointError
-from wsol_lightning.cli import WSOLCLI
+from wsol_lightning.cli import WSOLCLI, main
 from wsol_lightning.runs import NoLastCheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -122,6 +122,18 @@ def test_ckpt_path_last_without_a_checkpoint_is_an_error(tmp_path: Path, synthet
                                                     r"checkpoints"):
         run_in(tmp_path, ["fit", "-c", CAM_CONFIG, *small(synthetic_cache), "--ckpt_path", "last"])
     assert not (tmp_path / "runs" / "cam_synthetic" / "checkpoints").exists()  # nothing was trained
+
+
+def test_the_wsol_command_prints_a_refusal_without_a_traceback(tmp_path: Path, synthetic_cache: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "-c", CAM_CONFIG, *small(synthetic_cache), "--ckpt_path", "last"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "wsol: error: --ckpt_path last: no last checkpoint (last.ckpt) in runs/cam_synthetic/checkpoints" in err
+    assert "Traceback" not in err
 
 
 def hostile(folder: Path) -> tuple[Path, Path]:
