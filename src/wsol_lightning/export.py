@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from wsol_lightning.atomic import atomic_write_text, atomic_write_with
+from wsol_lightning.atomic import atomic_open
 from wsol_lightning.checkpoints import CheckpointError, checkpoint_hparams, read_checkpoint
 
 FORMAT_VERSION = 1
@@ -110,8 +110,10 @@ def export_network(method: nn.Module | str | Path, output_dir: str | Path,
         "class_names": class_names,
         "weights": WEIGHTS,
     }
-    atomic_write_with(out / WEIGHTS, lambda f: f.write(weights))
-    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
+    # Both files are written in full to temporary files before either replaces its destination.
+    with atomic_open(out / WEIGHTS, "wb") as weights_file, atomic_open(out / CONFIG, "w", encoding="utf-8") as text:
+        weights_file.write(weights)
+        text.write(json.dumps(config, indent=2))
     return out
 
 

@@ -7,8 +7,10 @@ One small CAM run with ``configs/cam_synthetic.yaml`` (32 px, 1 epoch) provides 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +215,26 @@ def test_predict_says_where_the_predictions_went(trained: dict[str, Any], synthe
     assert "wsol predict: outputs\n  run directory: runs/cam_synthetic\n" in out
     assert "\n  predictions: preds\n" in out
     assert (trained["work"] / "preds" / "predictions.json").is_file()
+
+
+def test_an_export_failing_midway_leaves_the_previous_export_whole(trained: dict[str, Any], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "exported"
+    export.main([str(trained["ckpt"]), str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_open = export.atomic_open
+
+    @contextlib.contextmanager
+    def disk_full_on_config(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[Any]:
+        with real_open(path, mode, **kwargs) as f:
+            if Path(path).name == export.CONFIG:
+                raise OSError(28, "No space left on device")
+            yield f
+
+    changed = export.load_checkpoint(trained["ckpt"])
+    with torch.no_grad():
+        next(changed.net.parameters()).add_(1.0)  # new weights, so a half-done export would show
+    monkeypatch.setattr(export, "atomic_open", disk_full_on_config)
+    with pytest.raises(OSError, match="No space left"):
+        export.export_network(changed, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old pair intact, no temporary files
