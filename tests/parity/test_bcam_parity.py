@@ -123,11 +123,7 @@ def check_test_maps(module: BCAM, fx: dict[str, Any], images: torch.Tensor, labe
         assert 0 < expected.float().mean() < 1, f"{cell} {variant}: a degenerate official mask tests nothing"
 
 
-@pytest.mark.parametrize("cell", [
-    "resnet50", "vgg16",
-    pytest.param("inception_v3", marks=pytest.mark.xfail(
-        strict=True, reason="InceptionV3 stem (official: only Conv2d_1a padded, ceil-mode pools) not merged yet")),
-])
+@pytest.mark.parametrize("cell", ["resnet50", "vgg16", "inception_v3"])
 def test_single_object_cell_matches_the_official_code(cell: str):
     fx = load_fixture(FIXTURES / f"{cell}.pt")
     module, keys = build(fx, backbone=cell, loss_weights=fx["loss_weights"], **CUB_ARGS)
