@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _official import load_package
 from torch import Tensor, nn
 
 from wsol_lightning.testing import key_shapes_of, save_fixture, seeded_inputs, seeded_state_dict
@@ -78,10 +79,8 @@ def patch_cuda() -> None:
 def load_single(root: Path) -> dict[str, types.ModuleType]:
     """Import the official ``wsol`` package pieces B-CAM needs (not its ``__init__``: it imports ``mislabel``)."""
     src = root / "SingleObjectLocalization"
-    wsol = _stub("wsol")
-    wsol.__path__ = [str(src / "wsol")]
-    method = _stub("wsol.method")
-    method.__path__ = [str(src / "wsol" / "method")]
+    wsol = load_package(src / "wsol", "wsol")
+    method = load_package(src / "wsol" / "method", "wsol.method")
     for sub in ("util", "acol", "adl", "spg", "bcam"):
         setattr(method, sub, _load(f"wsol.method.{sub}", src / "wsol" / "method" / f"{sub}.py"))
     method.AcolBase, method.ADL = method.acol.AcolBase, method.adl.ADL

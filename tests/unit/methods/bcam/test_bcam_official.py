@@ -61,3 +61,18 @@ def test_voc_checkpoint_with_its_aliases():
     with pytest.raises(OfficialCheckpointError, match="classifier_obj.bias"):  # built with the WSOL head
         convert_official_state_dict(full, BCAM(backbone="resnet50", num_classes=20, num_heads=20,
                                                stride_one_taps=[4]))
+
+
+def test_a_main_py_file_loads_through_the_generic_converter(resnet, tmp_path):
+    """``wsol convert``'s loader finds this converter and reads the file main.py writes."""
+    from wsol_lightning.convert import load_official_checkpoint
+
+    module, official = resnet
+    path = tmp_path / "last_checkpoint.pth.tar"
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    torch.save({"architecture": "resnet50", "epoch": 20, "state_dict": official, "optimizer": sgd.state_dict()},
+               path)
+    load_official_checkpoint(path, module)
+    state = module.state_dict()
+    assert torch.equal(state["net.head.aggregator_bg.weight"], official["aggregator_B.weight"])
+    assert torch.equal(state["net.trunk.stages.0.conv1.weight"], official["conv1.weight"])
