@@ -65,7 +65,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.array(_to_rgb(im))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"unreadable or truncated image: {path} ({err})") from err
 
 
