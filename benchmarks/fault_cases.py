@@ -209,8 +209,9 @@ def late_or_clear(run: Run) -> Verdict | None:
 
 def warned_about(name: str, wrong: str) -> Any:
     def verify(run: Run) -> Verdict:
-        if run.said(re.escape(name)):
-            return "ok", "warned, naming " + name
+        said = [ln for ln in run.logs.splitlines() if name in ln]
+        if said:
+            return "ok", "warned: " + said[0]
         return "silently wrong", wrong
 
     return verify
@@ -334,6 +335,31 @@ def image_size_case(size: int) -> Any:
     return action
 
 
+def ddp_fit(work: Path, ctx: Context) -> str:
+    """A 2-process gloo DDP fit + test in a subprocess (DDP re-launches the script); returns its output."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
+    env.pop("LOCAL_RANK", None)
+    env.pop("WORLD_SIZE", None)
+    args = [sys.executable, "-m", "wsol_lightning.cli", "fit", *CAM, *ctx.synthetic(), *TRAINER,
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "2", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(work / "run")]
+    proc = subprocess.run(args, env=env, cwd=work, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"DDP run exited {proc.returncode}: {proc.stderr[-1500:]}")
+    return proc.stdout + proc.stderr
+
+
+def sync_dist_warnings(run: Run) -> Verdict:
+    count = len(re.findall(r"sync_dist", run.value))
+    if count == 0:
+        return "ok", "2-process fit + test, no sync_dist warning"
+    return "noisy", f"{count} sync_dist warnings in a 2-process fit + test"
+
+
 def all_cases() -> list[Case]:
     """Every case of issue 14, in order."""
     from fault_predict import predict_cases
@@ -395,6 +421,7 @@ def all_cases() -> list[Case]:
              warned_about("image_size", "trained at 7 px, nothing said")),
         Case(10, "image id ../../x.jpg outside the root", cub_fit, outside_root, [re.escape("../../x.jpg")],
              lambda r: ("silently wrong", "read ../../x.jpg from outside the data root")),
+        Case(10, "DDP 2 processes: sync_dist warnings", "fit", ddp_fit, [], sync_dist_warnings, tags=("ddp",)),
     ]
 
 
