@@ -118,6 +118,21 @@ def says_where(run: Run) -> Verdict:
     return "lost", "nothing says where the output went"
 
 
+def no_writer(work: Path, ctx: Context) -> Any:
+    """``wsol predict`` as a user first types it: no writer callback."""
+    return cli(["predict", "--model", "CAM", "--ckpt_path", str(ctx.ckpt), "--data",
+                "wsol_lightning.data.folder.ImageFolderDataModule", "--data.data_dir", str(images(work / "imgs")),
+                "--data.num_classes", "4", "--data.image_size", "32", "--data.num_workers", "0", *TRAINER,
+                "--trainer.logger", "false"])
+
+
+def told_nothing_written(run: Run) -> Verdict:
+    said = [ln for ln in run.logs.splitlines() if "COCOPredictionWriter" in ln]
+    if said:
+        return "ok", said[0]
+    return "lost", "predictions only returned in memory; nothing written, nothing said"
+
+
 def huge(work: Path, ctx: Context) -> Any:
     folder = images(work / "imgs", count=1, size=(6000, 4000))
     return predict(work, ctx, folder, "--trainer.callbacks.save_maps", "true")
@@ -176,6 +191,7 @@ def predict_cases() -> list[Case]:
         Case(7, "predict: 16-bit, palette, LA, CMYK images", "predict", odd_modes, [], modes_read_right),
         Case(7, "predict: says where it wrote", "predict", lambda w, c: predict(w, c, images(w / "imgs")), [],
              says_where),
+        Case(7, "predict: no writer given", "predict", no_writer, [], told_nothing_written),
         Case(7, "predict: 6000x4000 input, saved map", "predict", huge, [], map_size),
         Case(7, "predict: crash mid-run", "predict", crash_mid_run, [], None,
              kept_after_crash),

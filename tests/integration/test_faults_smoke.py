@@ -48,6 +48,7 @@ def test_a_config_dump_does_not_count_as_naming_the_culprit(tmp_path: Path):
 @pytest.mark.parametrize("name, label", [
     ("predict: a corrupt file in the folder", "skipped+counted"),
     ("predict: crash mid-run", "ok"),
+    ("predict: no writer given", "ok"),
     ("server closes early, no checksum", "clear error"),
     ("truncated archive", "clear error"),
 ])
