@@ -162,3 +162,11 @@ def test_maps_of_a_huge_image_are_capped_by_default_and_exact_on_request(tmp_pat
     # uint8 maps are the metrics' quantisation: thresholding them gives the written mask exactly
     expected = stored > int(0.3 * int(stored.max()))
     np.testing.assert_array_equal(P.decode_rle(exact.masks[0]["segmentation"]), expected)
+
+
+def test_a_bad_ground_truth_file_is_named_before_any_prediction(tmp_path):
+    folder = write_images(tmp_path / "imgs", ["a.jpg", "b.jpg"])
+    (tmp_path / "gt.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"COCO ground truth .*gt\.json cannot be read"):
+        run(folder, tmp_path / "out", ground_truth=str(tmp_path / "gt.json"))
+    assert not list((tmp_path / "out").glob("records_rank*.jsonl"))  # stopped before predicting anything

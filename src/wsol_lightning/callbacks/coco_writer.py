@@ -21,6 +21,20 @@ from wsol_lightning.callbacks import render
 from wsol_lightning.metrics.functional import boxes_at_threshold
 
 
+def read_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read a COCO ground-truth JSON, checked before predicting (errors name the file)."""
+    path = Path(path)
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"COCO ground truth {path} cannot be read: {err}") from err
+    missing = [k for k in ("images", "annotations") if not isinstance(gt, dict) or k not in gt]
+    if missing or not all("file_name" in im and "id" in im for im in gt["images"]):
+        raise ValueError(f"COCO ground truth {path} needs 'images' (with 'id' and 'file_name') and 'annotations'"
+                         + (f"; missing {missing}" if missing else ""))
+    return gt
+
+
 class COCOPredictionWriter(BasePredictionWriter):
     """Write predictions as COCO files, in the ORIGINAL image frame, incrementally and atomically.
 
@@ -85,6 +99,7 @@ class COCOPredictionWriter(BasePredictionWriter):
         self.metrics: dict[str, dict[str, float]] = {}
         self.records = R.Records()
         self._log: R.RecordLog | None = None
+        self._gt: dict[str, Any] | None = None
         self._count = 0
         self._num_classes = 0
 
@@ -118,6 +133,7 @@ class COCOPredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             for name in (*R.OUTPUT_FILES, "coco_eval.json"):
                 (self.output_dir / name).unlink(missing_ok=True)
+        self._gt = read_ground_truth(self.ground_truth) if self.ground_truth and self.evaluate else None
         self._log = R.RecordLog(R.records_path(self.output_dir, trainer.global_rank))
 
     def _categories(self, trainer: L.Trainer, num_classes: int) -> list[int]:
@@ -229,7 +245,7 @@ class COCOPredictionWriter(BasePredictionWriter):
 
     def _load_ground_truth(self, trainer: L.Trainer) -> dict | None:
         if self.ground_truth:
-            gt = json.loads(Path(self.ground_truth).read_text())
+            gt = self._gt if self._gt is not None else read_ground_truth(self.ground_truth)
             by_name = {im["file_name"]: im["id"] for im in gt.get("images", [])}
             remap = {im["id"]: by_name.get(im["file_name"]) for im in self.images}
             for record in (*self.boxes, *self.masks):
