@@ -89,6 +89,18 @@ class Case:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
+def warned_about(name: str, wrong: str) -> Callable[[Run], Verdict]:
+    """A ``verify``: ``ok`` when a log, warning or output line names ``name`` (quoted), else ``silently wrong``."""
+
+    def verify(run: Run) -> Verdict:
+        said = [ln for ln in run.logs.splitlines() if name in ln]
+        if said:
+            return "ok", "warned: " + said[0]
+        return "silently wrong", wrong
+
+    return verify
+
+
 class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

@@ -213,6 +213,10 @@ class COCOPredictionWriter(BasePredictionWriter):
             path.unlink()
         self._log = None
         rank_zero_info(R.summary(self.output_dir, self.records, True, self._maps_note()))
+        counts = {"predict/num_images": float(len(self.records.images)),
+                  "predict/num_skipped": float(len(self.records.skipped))}
+        for logger in trainer.loggers:
+            logger.log_metrics(counts, step=trainer.global_step)
         if self.evaluate:
             self._evaluate(trainer)
 
