@@ -110,7 +110,17 @@ def modes_read_right(run: Run) -> Verdict:
 
 
 # --------------------------------------------------------------------------------------- where, huge, crash
+def relative_output(work: Path, ctx: Context) -> Any:
+    """``--trainer.callbacks.output_dir out`` given relative, as users type it, from inside ``work``."""
+    import contextlib
+
+    folder = images(work / "imgs")
+    with contextlib.chdir(work):
+        return predict(work, ctx, folder, "--trainer.callbacks.output_dir", "out")
+
+
 def says_where(run: Run) -> Verdict:
+    """The absolute output folder must be printed (a relative one says nothing once the shell moved on)."""
     where = str((run.work / "out").resolve())
     if run.said(re.escape(where)):
         text = next(ln for ln in run.logs.splitlines() if where in ln)
@@ -189,8 +199,7 @@ def predict_cases() -> list[Case]:
         Case(7, "predict: fail fast (skip_bad false)", "predict", with_bad_file("--data.skip_bad", "false"),
              [r"zz_bad\.jpg"], fail_fast_ignored, kept_before_error),
         Case(7, "predict: 16-bit, palette, LA, CMYK images", "predict", odd_modes, [], modes_read_right),
-        Case(7, "predict: says where it wrote", "predict", lambda w, c: predict(w, c, images(w / "imgs")), [],
-             says_where),
+        Case(7, "predict: says where it wrote", "predict", relative_output, [], says_where),
         Case(7, "predict: no writer given", "predict", no_writer, [], told_nothing_written),
         Case(7, "predict: 6000x4000 input, saved map", "predict", huge, [], map_size),
         Case(7, "predict: crash mid-run", "predict", crash_mid_run, [], None,

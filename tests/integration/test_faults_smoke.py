@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.append(str(BENCHMARKS))  # last: benchmarks/data.py, metrics.py must not shadow anything
 
 import fault_cases  # noqa: E402
 import faults  # noqa: E402
