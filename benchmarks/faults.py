@@ -175,6 +175,11 @@ def classify(case: Case, run: Run) -> Verdict:
             return verdict
     missing = [p for p in case.culprit if re.search(p, run.message) is None]
     if not missing:
+        if case.culprit:  # show the line that names the culprit (a wrapped error may start elsewhere)
+            match = re.search(case.culprit[0], run.message)
+            start = run.message.rfind("\n", 0, match.start()) + 1 if match else 0
+            if start:
+                return "clear error", f"{type(run.error).__name__}: ... {run.message[start:].strip()}"
         return "clear error", run.message
     return "crash", f"{run.message} (does not match {missing})"
 
