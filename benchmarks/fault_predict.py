@@ -111,12 +111,8 @@ def modes_read_right(run: Run) -> Verdict:
 
 # --------------------------------------------------------------------------------------- where, huge, crash
 def relative_output(work: Path, ctx: Context) -> Any:
-    """``--trainer.callbacks.output_dir out`` given relative, as users type it, from inside ``work``."""
-    import contextlib
-
-    folder = images(work / "imgs")
-    with contextlib.chdir(work):
-        return predict(work, ctx, folder, "--trainer.callbacks.output_dir", "out")
+    """``--trainer.callbacks.output_dir out`` given relative, as users type it (``execute`` runs in ``work``)."""
+    return predict(work, ctx, images(work / "imgs"), "--trainer.callbacks.output_dir", "out")  # cwd = work
 
 
 def says_where(run: Run) -> Verdict:

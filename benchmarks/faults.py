@@ -140,7 +140,7 @@ def execute(case: Case, work: Path, context: Any) -> Run:
     run = Run(work=work)
     t0 = time.perf_counter()
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns (echoing every argument) when both are given
-    with captured() as (out, handler, caught):
+    with captured() as (out, handler, caught), contextlib.chdir(work):  # stray files (config.yaml) land in work
         try:
             run.value = case.action(work, context)
         except SystemExit as exit_:  # jsonargparse prints the error and exits
