@@ -160,6 +160,8 @@ def test_ddp_fit_and_test_every_method(method: str, tmp_path: Path, synthetic_ca
     assert "test/maxboxacc_v2" in metrics and "test/top1_cls" in metrics
     seen = sorted(i for r in rank_files(tmp_path / "run.json") for i in r["test_indices"])
     assert seen == list(range(NUM_TEST_IMAGES))
+    warned = [line for line in (tmp_path / "run.log").read_text().splitlines() if "sync_dist" in line]
+    assert not warned, warned[:5]  # every method logs its epoch-level metrics as already reduced
 
 
 def test_methods_are_discovered():
