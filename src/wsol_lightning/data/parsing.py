@@ -66,14 +66,17 @@ def read_json(path: Path, what: str = "JSON file") -> Any:
 
 
 def parse_int(text: str, source: str | Path, line: int | None, field: str) -> int:
-    """Parse an integer field (``"3"``; ``"3.0"`` is accepted, ``"3.5"`` is not)."""
+    """Parse an integer field (``"3"``; ``"3.0"`` is accepted, ``"3.5"``, ``"nan"`` or text are not)."""
     value = text.strip()
     try:
         return int(value)
     except ValueError:
         pass
-    number = parse_float(value, source, line, field)
-    if number != int(number):
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number != int(number):
         raise data_error(source, line, field, f"{value!r} is not an integer")
     return int(number)
 

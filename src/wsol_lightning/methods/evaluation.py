@@ -10,14 +10,37 @@ from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
 
 
-def any_process_updated(metric: nn.Module) -> bool:
-    """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
-    count = torch.tensor(float(getattr(metric, "_update_count", 0)))
+def sum_over_processes(value: float) -> float:
+    """``value`` summed over every process (itself when not distributed); all processes must call it."""
+    total = torch.tensor(float(value), dtype=torch.float64)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        count = count.to(device)
-        dist.all_reduce(count)
-    return bool(count.item() > 0)
+        total = total.to(device)
+        dist.all_reduce(total)
+    return float(total.item())
+
+
+def any_process_updated(metric: nn.Module) -> bool:
+    """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
+    return sum_over_processes(float(getattr(metric, "_update_count", 0))) > 0
+
+
+def skipped_report(stage: str, local_skipped: int) -> float:
+    """Samples skipped as unreadable (``skip_bad``) over every process; warns when any were.
+
+    Returns:
+        The total, logged as ``{stage}/num_skipped`` beside the metrics it qualifies.
+
+    """
+    total = sum_over_processes(local_skipped)
+    if total > 0:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        rank_zero_warn(
+            f"{stage}: {int(total)} sample(s) were skipped as unreadable (skip_bad=True): the {stage} "
+            f"metrics exclude them ({stage}/num_skipped)"
+        )
+    return total
 
 
 class LocalizationEvaluator(nn.Module):
