@@ -226,18 +226,15 @@ class WSOLDataModule(L.LightningDataModule):
                     except FileNotFoundError as err:
                         log.info("%s split not checked before fit: %s", split, err)
         for split in needed:
-            self.require_nonempty(split, stage or "all stages")
+            why = " (the operating threshold is chosen on val)" if split == "val" else ""
+            self.require_nonempty(split, f"the '{stage or 'all'}' stage needs it{why}")
             self.make_dataset(split)
 
-    def require_nonempty(self, split: str, needed_by: str) -> None:
-        """Raise :class:`DataError` naming ``split`` and its file when it has no sample."""
+    def require_nonempty(self, split: str, reason: str) -> None:
+        """Raise :class:`DataError` naming ``split``, its file and ``reason`` when it has no sample."""
         index = self.index(split)
         if not len(index):
-            why = " (the operating threshold is chosen on val)" if split == "val" else ""
-            raise DataError(
-                f"the {split} split is empty: {index.source or self.data_dir} lists no image, and "
-                f"{needed_by} needs it{why}"
-            )
+            raise DataError(f"the {split} split is empty: {index.source or self.data_dir} lists no image, and {reason}")
 
     def _eval_loader(self, split: str) -> DataLoader:
         """In-order loader of ``split``; under DDP each rank gets its share with nothing padded."""
@@ -278,12 +275,14 @@ class WSOLDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Val loader (threshold selection split); an empty val split raises, naming its file."""
-        self.require_nonempty("val", "choosing the operating threshold")
+        self.require_nonempty(
+            "val", "the operating threshold is chosen on it (or give model.operating_threshold explicitly)"
+        )
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
         """Test loader; an empty test split raises, naming its file."""
-        self.require_nonempty("test", "testing")
+        self.require_nonempty("test", "testing needs it")
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
