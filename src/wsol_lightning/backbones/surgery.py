@@ -58,18 +58,19 @@ def torch_cat(tensors: list[Tensor]) -> Tensor:
 
 
 def widen_inception_v3(stages: Sequence[nn.Sequential]) -> None:
-    """Turn timm's valid-padded InceptionV3 into the WSOL variant with Mixed_6e at 28x28 (224 input).
+    """Turn timm's valid-padded InceptionV3 into the SPG/BAS/B-CAM variant with Mixed_6e at 28x28 (224 input).
 
-    The stem convs that timm runs without padding get padding 1, the stem max-pools padding 1 (so the
-    stem halves exactly: 224 -> 112 -> 56 -> 28), and Mixed_6a runs at stride 1.
+    As the official SPG/BAS/B-CAM stem: only Conv2d_1a gets padding 1 (Conv2d_2a and Conv2d_4a stay
+    unpadded), and both stem max-pools are 3x3/2 with padding 1 in ceil mode
+    (224 -> 112 -> 110 -> 56 -> 54 -> 28); Mixed_6a runs at stride 1 with 'same' padding.
     """
     modules = {name: module for stage in stages for name, module in stage.named_children()}
-    for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_4a_3x3"):
-        if name in modules:
-            modules[name].conv.padding = (1, 1)
+    if "Conv2d_1a_3x3" in modules:
+        modules["Conv2d_1a_3x3"].conv.padding = (1, 1)
     for name in ("Pool1", "Pool2"):
         if name in modules:
             modules[name].padding = 1
+            modules[name].ceil_mode = True
     for stage in stages:
         if "Mixed_6a" in stage._modules:
             stage._modules["Mixed_6a"] = _StrideOneInceptionB(stage._modules["Mixed_6a"])

@@ -64,6 +64,7 @@ def build_trunk(
     stride_one_taps: Sequence[int] = (),
     num_taps: int | None = None,
     in_chans: int = 3,
+    act_layer: str | None = None,
 ) -> Trunk:
     """Build a :class:`Trunk` from any timm CNN that has ``feature_info``.
 
@@ -75,12 +76,15 @@ def build_trunk(
             SPG/ACoL/BAS widening instead (padded stem, Mixed_6a stride 1: Mixed_6e at 28x28).
         num_taps: keep only the first ``num_taps`` stages (drop the rest, e.g. VGG16 pool5).
         in_chans: input channels.
+        act_layer: activation of the timm model (e.g. ``"relu"`` for the MobileNetV1 of the WSOL papers,
+            where timm's ``mobilenetv1_100`` uses ReLU6); ``None`` keeps timm's default.
 
     Returns:
         The trunk, with ``channels``/``reductions`` describing each kept tap.
 
     """
-    model = create_timm_model(name, pretrained, in_chans=in_chans, num_classes=0)
+    extra = {} if act_layer is None else {"act_layer": act_layer}
+    model = create_timm_model(name, pretrained, in_chans=in_chans, num_classes=0, **extra)
     info = list(model.feature_info)
     if not info:
         raise ValueError(f"timm model '{name}' declares no feature_info; it cannot be used as a WSOL trunk")

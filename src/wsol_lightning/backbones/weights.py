@@ -80,9 +80,21 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) 
             f"{unexpected[:10]}, shape mismatches {mismatched[:10]}"
         )
     if len(missing) == len(own):
-        raise RuntimeError(f"{path}: none of its keys match the model (first file keys: {list(state)[:5]})")
+        by_position = match_by_position(state, own)
+        if by_position is None:
+            raise RuntimeError(
+                f"{path}: none of its keys match the model (first file keys: {list(state)[:5]}), and its "
+                f"tensors do not match the model's by position either"
+            )
+        warnings.warn(
+            f"{path}: no key matches the model; loaded its first {len(by_position)} tensors by position (the "
+            f"official WSOL code loads e.g. mobilenet_v1_with_relu_69_5.pth this way), every shape checked",
+            stacklevel=2,
+        )
+        state = by_position
+        mismatched, missing = [], [k for k in own if k not in state]
     head = getattr(model, "pretrained_cfg", {}).get("classifier") or "\0"  # a new head is expected to differ
-    not_loaded = [k for k in missing + mismatched if not k.startswith(head)]
+    not_loaded = [k for k in missing + mismatched if not k.startswith(head) and not k.endswith("num_batches_tracked")]
     if not_loaded:
         warnings.warn(
             f"{path} does not fully match the model: {len(not_loaded)} of {len(own)} tensors keep their "
@@ -93,3 +105,24 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) 
     filtered = {k: v for k, v in state.items() if k in own and k not in mismatched}
     model.load_state_dict(filtered, strict=False)
     return missing + mismatched
+
+
+def match_by_position(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+                      max_extra: int = 2) -> dict[str, torch.Tensor] | None:
+    """Rename ``state`` onto ``own``'s keys by position, as the official WSOL code loads third-party files.
+
+    ``num_batches_tracked`` entries are skipped on both sides. The file's tensors, in order, must have
+    exactly the shapes of the model's tensors, in order; at most ``max_extra`` trailing file tensors (an
+    ImageNet classifier the trunk does not have) are left out.
+
+    Returns:
+        ``{model key: tensor}`` or ``None`` when the shapes do not line up.
+
+    """
+    ours = [k for k in own if not k.endswith("num_batches_tracked")]
+    theirs = [k for k in state if not k.endswith("num_batches_tracked")]
+    if not ours or not 0 <= len(theirs) - len(ours) <= max_extra:
+        return None
+    if any(tuple(state[t].shape) != tuple(own[o].shape) for o, t in zip(ours, theirs)):
+        return None
+    return {o: state[t] for o, t in zip(ours, theirs)}

@@ -20,9 +20,10 @@ CASES = [
      [(64, 112, 112), (256, 56, 56), (512, 28, 28), (1024, 28, 28), (2048, 28, 28)]),
     # VGG16 without pool5: conv5_3 at 14x14
     ("vgg16", {"num_taps": 5}, [(64, 224, 224), (128, 112, 112), (256, 56, 56), (512, 28, 28), (512, 14, 14)]),
-    # InceptionV3 SPG/BAS variant: Mixed_6e at 28x28
+    # InceptionV3 SPG/BAS/B-CAM variant: only Conv2d_1a padded (Conv2d_2a/4a unpadded: 110, 54),
+    # ceil-mode pad-1 stem pools, Mixed_6e at 28x28
     ("inception_v3", {"stride_one_taps": (3,), "num_taps": 4},
-     [(64, 112, 112), (192, 56, 56), (288, 28, 28), (768, 28, 28)]),
+     [(64, 110, 110), (192, 54, 54), (288, 28, 28), (768, 28, 28)]),
     # MobileNetV1: the 256->512 block at stride 1
     ("mobilenetv1_100", {"stride_one_taps": (3,)},
      [(64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 28, 28), (1024, 14, 14)]),

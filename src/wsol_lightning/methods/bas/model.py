@@ -35,6 +35,8 @@ class BASPreset:
         high_tap: tap whose output feeds the classifier head (end of the trunk part of F2).
         stride_one_taps: stages run at stride 1 (no dilation).
         pool_between: ``"max"`` for a 2x2/2 max-pool between mid and high taps (ResNet50), else ``"none"``.
+        act_layer: the trunk's activation when the official network differs from timm's default
+            (MobileNetV1: ReLU in the official code, ReLU6 in timm), else ``None``.
 
     """
 
@@ -42,17 +44,18 @@ class BASPreset:
     high_tap: int = -1
     stride_one_taps: tuple[int, ...] = ()
     pool_between: PoolBetween = "none"
+    act_layer: str | None = None
 
 
 #: The official BAS cuts at 224x224: VGG16 conv4_3 (28x28) -> pool4, conv5 (14x14), no pool5;
 #: ResNet50 layer3 at stride 1 (28x28) -> 2x2 max-pool -> layer4 at stride 1 (14x14); InceptionV3
 #: widened to Mixed_6e at 28x28 -> padded Mixed_7a..7c (14x14); MobileNetV1 with the 256->512 block at
-#: stride 1 (28x28) -> the last two blocks (14x14).
+#: stride 1 (28x28) -> the last two blocks (14x14), with ReLU (not timm's ReLU6) as the official network.
 BAS_PRESETS: dict[str, BASPreset] = {
     "vgg": BASPreset(mid_tap=3, high_tap=4),
     "resnet": BASPreset(mid_tap=3, high_tap=4, stride_one_taps=(3, 4), pool_between="max"),
     "inception_v3": BASPreset(mid_tap=3, high_tap=4, stride_one_taps=(3,)),
-    "mobilenetv1": BASPreset(mid_tap=3, high_tap=4, stride_one_taps=(3,)),
+    "mobilenetv1": BASPreset(mid_tap=3, high_tap=4, stride_one_taps=(3,), act_layer="relu"),
 }
 
 
@@ -65,16 +68,17 @@ def bas_preset(backbone: str) -> BASPreset:
 
 
 def classifier_head(in_channels: int, num_classes: int, channels: int = 1024, num_convs: int = 2,
-                    final_relu: bool = True) -> nn.Sequential:
+                    final_relu: bool = True, bias: bool = True) -> nn.Sequential:
     """BAS's ``classifier_cls``: ``num_convs`` x (3x3 conv + ReLU), a 1x1 conv to C maps, optional ReLU.
 
-    The CVPR code ends with a ReLU (non-negative maps and logits); the IJCV code does not.
+    The CVPR code ends with a ReLU (non-negative maps and logits); the IJCV code does not. The WSSS
+    code uses a single bias-free 1x1 conv (``num_convs=0, bias=False``).
     """
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias), nn.ReLU(inplace=True)]
         in_channels = channels
-    layers.append(nn.Conv2d(in_channels, num_classes, 1))
+    layers.append(nn.Conv2d(in_channels, num_classes, 1, bias=bias))
     if final_relu:
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -114,13 +118,17 @@ class BASNet(nn.Module):
         head_channels: width of the head's 3x3 convs.
         head_convs: number of 3x3 conv + ReLU layers of the head (2 in the papers).
         final_relu: end the head with a ReLU (CVPR code) or not (IJCV code).
+        head_bias: give the generator and the head convs a bias (WSOL code) or not (WSSS code).
+        act_layer: trunk activation (timm name); ``None`` takes the preset's (``"relu"`` for MobileNetV1,
+            as the official network; timm's default otherwise).
 
     """
 
     def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = False,
                  mid_tap: int | None = None, high_tap: int | None = None,
                  stride_one_taps: Sequence[int] | None = None, pool_between: PoolBetween | None = None,
-                 head_channels: int = 1024, head_convs: int = 2, final_relu: bool = True) -> None:
+                 head_channels: int = 1024, head_convs: int = 2, final_relu: bool = True,
+                 head_bias: bool = True, act_layer: str | None = None) -> None:
         super().__init__()
         preset = bas_preset(backbone)
         mid = preset.mid_tap if mid_tap is None else mid_tap
@@ -128,7 +136,8 @@ class BASNet(nn.Module):
         strides = tuple(preset.stride_one_taps if stride_one_taps is None else stride_one_taps)
         pool = preset.pool_between if pool_between is None else pool_between
         trunk = build_trunk(backbone, pretrained, stride_one_taps=strides,
-                            num_taps=high + 1 if high >= 0 else None)
+                            num_taps=high + 1 if high >= 0 else None,
+                            act_layer=preset.act_layer if act_layer is None else act_layer)
         num_taps = len(trunk.stages)
         high = high % num_taps if high < 0 else high
         mid = mid % num_taps if mid < 0 else mid
@@ -141,14 +150,16 @@ class BASNet(nn.Module):
         self.mid_tap, self.high_tap = mid, high
         self.mid_channels, self.high_channels = trunk.channels[mid], trunk.channels[high]
         self.extractor = nn.Sequential(*trunk.stages[: mid + 1])
-        self.generator = nn.Conv2d(self.mid_channels, num_classes, 3, padding=1)
-        head = classifier_head(self.high_channels, num_classes, head_channels, head_convs, final_relu)
+        self.generator = nn.Conv2d(self.mid_channels, num_classes, 3, padding=1, bias=head_bias)
+        head = classifier_head(self.high_channels, num_classes, head_channels, head_convs, final_relu,
+                               bias=head_bias)
         pool_module = nn.MaxPool2d(2) if pool == "max" else nn.Identity()
         self.tail = BASTail(pool_module, trunk.stages[mid + 1: high + 1], head)
         for module in (self.generator, *self.tail.classifier):
             if isinstance(module, nn.Conv2d):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Run F1, G and F2 (no background branch) on ``(B, 3, H, W)`` images.

@@ -61,6 +61,9 @@ class BAS(WSOLModule):
         pool_between: override the preset's pool between the taps (``"max"`` / ``"none"``).
         head_channels: width of the head's 3x3 convs.
         head_convs: number of 3x3 conv + ReLU layers in the head.
+        head_bias: biases in the generator and head convs (WSOL code: yes; WSSS code: no).
+        backbone_act: trunk activation (timm name); ``None`` = the preset's: ``"relu"`` for MobileNetV1 as the
+            official network (timm's ``mobilenetv1_100`` default is ReLU6: pass ``"relu6"`` for it).
         lr: base learning rate.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -95,6 +98,8 @@ class BAS(WSOLModule):
         pool_between: PoolBetween | None = None,
         head_channels: int = 1024,
         head_convs: int = 2,
+        head_bias: bool = True,
+        backbone_act: str | None = None,
         lr: float = 1e-3,
         momentum: float = 0.9,
         nesterov: bool = True,
@@ -120,7 +125,7 @@ class BAS(WSOLModule):
         self.net = BASNet(
             backbone, num_classes, pretrained, mid_tap=mid_tap, high_tap=high_tap,
             stride_one_taps=stride_one_taps, pool_between=pool_between, head_channels=head_channels,
-            head_convs=head_convs, final_relu=variant == "cvpr",
+            head_convs=head_convs, final_relu=variant == "cvpr", head_bias=head_bias, act_layer=backbone_act,
         )
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
