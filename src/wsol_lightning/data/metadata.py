@@ -41,9 +41,9 @@ FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.t
 def _numbered(path: Path) -> tuple[list[str], np.ndarray | None]:
     """Non-blank lines of ``path`` and their line numbers (``None``: no blank line, line = position + 1)."""
     lines = read_lines(path, "wsolevaluation metadata file")
-    blank = [not line.strip() for line in lines]
-    if not any(blank):
+    if "" not in lines and not any(map(str.isspace, lines)):  # C-speed fast path (1.28M lines)
         return lines, None
+    blank = [not line.strip() for line in lines]
     numbers = np.flatnonzero(~np.asarray(blank, dtype=bool)) + 1
     return [lines[k - 1] for k in numbers.tolist()], numbers
 
@@ -165,9 +165,11 @@ def read_metadata(
         check_labels(labels, num_classes, split_dir / "class_labels.txt")
     loc_path = split_dir / "localization.txt"
     loc_lines, loc_numbers = _numbered(loc_path) if loc_path.is_file() else ([], None)
-    lookup = _position_lookup(image_ids) if loc_lines or (split_dir / "image_sizes.txt").is_file() else {}
+    sizes_path = split_dir / "image_sizes.txt"
+    has_sizes = sizes_path.is_file() and sizes_path.stat().st_size > 0
+    lookup = _position_lookup(image_ids) if loc_lines or has_sizes else {}
     sizes = (
-        _parse_sizes(split_dir / "image_sizes.txt", image_ids, lookup)
+        _parse_sizes(sizes_path, image_ids, lookup)
         if lookup
         else np.full((len(image_ids), 2), -1, dtype=np.int32)
     )
