@@ -6,9 +6,11 @@ Official layout (``CUB_200_2011/``): ``images.txt`` (``id path``), ``image_class
 present, ``segmentations/<class>/<name>.png`` (inside ``CUB_200_2011/`` or next to it) used as
 masks for PxAP.
 
-Boxes: ``x0 = int(x)``, ``y0 = int(y)``, ``x1 = int(x + w)``, ``y1 = int(y + h)``, clipped to
-``W - 1``/``H - 1`` against the real image when read (the convention of wsolevaluation's CUB
-metadata, e.g. ``60 27 325 304`` -> ``60,27,385,331``).
+Boxes: ``x0 = int(x)``, ``y0 = int(y)``, ``x1 = int(x + w)``, ``y1 = int(y + h)`` (the convention of
+wsolevaluation's CUB metadata, e.g. ``60 27 325 304`` -> ``60,27,385,331``), checked in ``setup``
+against the image sizes read from the JPEG headers: a 1 px rounding overflow (``x + w == W``) is
+clipped to ``W - 1``/``H - 1`` and counted in a warning; an inverted box or one outside its image
+is an error naming ``bounding_boxes.txt:<line>``.
 
 Splits (official layout): ``test`` = the official test split; ``val`` = a seeded, class-stratified
 hold-out of ``val_per_class`` images per class (default 5, CUBV2's size) from the official train

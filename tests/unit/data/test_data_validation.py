@@ -176,3 +176,14 @@ def test_voc_split_file_id_outside_root_refused(tmp_path):
     path.write_text(path.read_text() + "../../../etc/x\n")
     with pytest.raises(DataError, match=r"val.txt:\d+: image id: '../../../etc/x' points outside"):
         VOCDataModule(voc, image_size=32, num_workers=0).setup("test")
+
+
+def test_unreadable_image_with_boxes_found_in_setup_or_skipped(cub_copy):
+    dm = _dm(cub_copy)
+    test = dm.build_index("test")
+    (test.root / test.image_ids[2]).unlink()
+    with pytest.raises(DataError, match=rf"missing image: .*{test.image_ids[2]} \(listed in .*bounding_boxes.txt; "
+                                        r"pass skip_bad=True to skip it\)"):
+        _dm(cub_copy).setup("test")
+    with pytest.warns(UserWarning, match=r"test: 1 image\(s\) with boxes could not be opened and will be skipped"):
+        _dm(cub_copy, skip_bad=True).setup("test")
