@@ -228,6 +228,22 @@ def run_cell(cell: str, repos: dict[str, Path]) -> dict[str, Any]:
     return fixture
 
 
+#: CVPR ILSVRC models (1000 classes; persistent frozen copies in their state dicts): key lists only, so the
+#: converter is tested on the released ILSVRC format (VGG16's ILSVRC keys are its CUB keys).
+ILSVRC_FILES = {"resnet50": "ILSVRC/Model/resnet.py", "inception_v3": "ILSVRC/Model/inception.py",
+                "mobilenetv1": "ILSVRC/Model/mobilenet.py"}
+
+
+def ilsvrc_key_lists(bas_root: Path) -> dict[str, Any]:
+    """The state-dict key/shape lists of the CVPR ILSVRC models."""
+    lists = {}
+    for backbone, rel in ILSVRC_FILES.items():
+        module = _import_official(bas_root / rel, f"ilsvrc_{backbone}")
+        model = module.model(Namespace(num_classes=1000), pretrained=False)
+        lists[backbone] = key_shapes_of(model.state_dict())
+    return {"key_shapes": lists, "weight_seed": WEIGHT_SEED}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write one fixture per cell into ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -241,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     for cell in args.cells:
         size = save_fixture(args.out / f"{cell}.pt", run_cell(cell, repos))
         print(f"{cell}: {size / 1024:.1f} KiB")
+    size = save_fixture(args.out / "ilsvrc_key_lists.pt", ilsvrc_key_lists(repos["bas"]))
+    print(f"ilsvrc_key_lists: {size / 1024:.1f} KiB")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ class WSOLDataset(Dataset):
             the image only and boxes/masks are rescaled exactly as wsolevaluation does.
         skip_bad: count and log bad samples and return ``None`` (dropped by the collate) instead of
             raising.
-        seed: seed of the per-item choice of ``label`` among the positives of multi-label samples.
+        seed: seed of the choice of ``label`` among the positives of multi-label samples: a new,
+            reproducible draw at every step in training (from the sampler's per-epoch sample seed, as the
+            official BAS WSSS code draws one positive class per step), a fixed one in evaluation.
 
     """
 
@@ -102,7 +104,7 @@ class WSOLDataset(Dataset):
         if seed is not None and self.train and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
         try:
-            return self._load(i)
+            return self._load(i, seed)
         except DataError as err:
             if not self.skip_bad:
                 raise
@@ -110,14 +112,15 @@ class WSOLDataset(Dataset):
             log.warning("skipping sample %d (%d skipped so far): %s", i, self.num_skipped, err)
             return None
 
-    def _label(self, i: int) -> int:
+    def _label(self, i: int, step_seed: int | None = None) -> int:
         idx = self.index
         if idx.multi_hot is None or idx.labels[i] >= 0:
             return int(idx.labels[i])
         positives = np.flatnonzero(idx.multi_hot[i])
         if not len(positives):
             return -1
-        return int(np.random.default_rng((self.seed, i)).choice(positives))
+        key = (self.seed, i) if step_seed is None or not self.train else (self.seed, i, step_seed)
+        return int(np.random.default_rng(key).choice(positives))
 
     def _checked_boxes(self, i: int, path: Path, width: int, height: int) -> np.ndarray:
         boxes = self.index.boxes_of(i).astype(np.int64)
@@ -180,7 +183,7 @@ class WSOLDataset(Dataset):
             return None
         return read_gray(Path(idx.mask_root) / idx.mask_paths[i][0], palette=True)  # type: ignore[index]
 
-    def _load(self, i: int) -> dict[str, Any]:
+    def _load(self, i: int, step_seed: int | None = None) -> dict[str, Any]:
         idx = self.index
         path = idx.root / idx.image_ids[i]
         image = read_image(path)
@@ -219,7 +222,7 @@ class WSOLDataset(Dataset):
                 semantic = T.resize_mask(semantic, new_size)
         sample: dict[str, Any] = {
             "image": tensor,
-            "label": torch.tensor(self._label(i), dtype=torch.int64),
+            "label": torch.tensor(self._label(i, step_seed), dtype=torch.int64),
             "boxes": torch.as_tensor(boxes, dtype=torch.int64).reshape(-1, 4),
             "index": torch.tensor(i, dtype=torch.int64),
             "image_id": idx.image_ids[i],

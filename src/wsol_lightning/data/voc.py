@@ -1,7 +1,8 @@
 """PASCAL VOC 2012 (multi-label) in its official layout (``VOCdevkit/VOC2012``).
 
 - Labels: the classes of every ``<object>`` of ``Annotations/<id>.xml`` -> ``multi_hot`` (20
-  classes, standard order); ``label`` is one positive class drawn per item with a fixed seed.
+  classes, standard order); ``label`` is one positive class, drawn anew at every training step
+  (reproducibly, from the step's sample seed) and fixed per item in evaluation.
 - Boxes: every object's ``<bndbox>`` (1-based inclusive pixels) -> 0-based inclusive.
 - Masks: ``SegmentationClass/<id>.png`` (indexed PNG) when present: any class = object, 0 =
   background, 255 (the border) = ignored.

@@ -9,6 +9,7 @@ so ``L_bas`` trains only the generator and, through it, F1.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,9 +136,16 @@ class BASNet(nn.Module):
         high = preset.high_tap if high_tap is None else high_tap
         strides = tuple(preset.stride_one_taps if stride_one_taps is None else stride_one_taps)
         pool = preset.pool_between if pool_between is None else pool_between
+        act = preset.act_layer if act_layer is None else act_layer
+        if pretrained is True and act is not None and act == preset.act_layer:
+            warnings.warn(
+                f"BAS '{backbone}': the trunk uses {act!r} as the official network, but timm's pretrained "
+                f"weights were trained with timm's own activation; pass the paper's weights file "
+                f"(pretrained: /path) or backbone_act to choose",
+                stacklevel=2,
+            )
         trunk = build_trunk(backbone, pretrained, stride_one_taps=strides,
-                            num_taps=high + 1 if high >= 0 else None,
-                            act_layer=preset.act_layer if act_layer is None else act_layer)
+                            num_taps=high + 1 if high >= 0 else None, act_layer=act)
         num_taps = len(trunk.stages)
         high = high % num_taps if high < 0 else high
         mid = mid % num_taps if mid < 0 else mid

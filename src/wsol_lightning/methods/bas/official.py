@@ -10,8 +10,10 @@ prefixed ``module.`` by DataParallel/DDP):
 * head: ``classifier_cls.{0,2,4}`` (``classifier.{0,2,4}`` in the CVPR InceptionV3; the single
   ``classifier_cls`` conv of the WSSS net) -> ``net.tail.classifier``;
 * generator: ``classifier_loc.0`` -> ``net.generator``;
-* the CVPR ILSVRC models' persistent frozen copies (``layer4_copy``, ``classifier_cls_copy``, ...) are
-  dropped: the library runs the background branch on the live weights, as those copies hold.
+* the CVPR ILSVRC models' persistent frozen copies (``layer4_copy``, ``Mixed_7a_copy``,
+  ``classifier_cls_copy``, MobileNetV1's ``erase_branch``) are dropped: the official code overwrites
+  them with the live weights at every forward, and the library runs the background branch on the live
+  weights directly.
 
 The module must be built with the same architecture as the checkpoint (backbone, ``num_classes``,
 ``variant``; ``head_convs=0, head_bias=False, stride_one_taps=[4], pool_between="none"`` for WSSS, as in
@@ -46,8 +48,8 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
 
     Returns:
         ``{official key: library key}``; ``None`` for keys deliberately dropped (the frozen copies of the
-        CVPR ILSVRC models, trunk ``num_batches_tracked`` the library does not keep), and a marker that is
-        no library key for keys with no place (so :func:`remap_strict` names them).
+        CVPR ILSVRC models), and a marker that is no library key for keys with no place (so
+        :func:`remap_strict` names them).
 
     """
     official_keys = list(official_keys)
@@ -56,7 +58,7 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
     trunk: list[str] = []
     for key in official_keys:
         root, _, rest = key.partition(".")
-        if "_copy" in root:
+        if "_copy" in root or root == "erase_branch":
             mapping[key] = None
         elif root == "classifier_loc":
             mapping[key] = "net.generator." + rest.partition(".")[2]
@@ -66,8 +68,8 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
             trunk.append(key)
     library_trunk = [k for k in library_keys if _TRUNK.match(k)]
     by_name = {_trunk_name(k): k for k in library_trunk}
-    if all(k in by_name for k in trunk):
-        mapping.update({k: by_name[k] for k in trunk})
+    if any(k in by_name for k in trunk):  # ResNet50 / InceptionV3: timm's names are the official ones
+        mapping.update({k: by_name.get(k, _UNMAPPED + k) for k in trunk})
         return mapping
     # VGG16 / MobileNetV1: the official names are not timm's; match by position, skipping
     # num_batches_tracked on both sides (old files have none), shapes checked by remap_strict.
@@ -83,7 +85,7 @@ def official_key_map(official_keys: Iterable[str], module: nn.Module) -> dict[st
     for key in trunk:
         if _is_tracked(key):
             owner = mapping.get(key.rsplit(".", 1)[0] + ".running_mean")
-            mapping[key] = tracked.get(owner.rsplit(".", 1)[0]) if owner else None
+            mapping[key] = tracked.get(owner.rsplit(".", 1)[0], _UNMAPPED + key) if owner else _UNMAPPED + key
     return mapping
 
 
