@@ -115,7 +115,10 @@ class WSOLDataModule(L.LightningDataModule):
         image_size: side of the square network input (train crop / eval resize); at least
             :data:`MIN_IMAGE_SIZE` (32).
         resize_size: train resize side before the random crop (default ``round(image_size*256/224)``).
-        skip_bad: skip (count and log) unreadable samples instead of raising.
+        skip_bad: skip unreadable samples instead of raising; each batch carries its count
+            (``num_skipped``, summed into ``{stage}/num_skipped``). An all-skipped eval batch is merged
+            into a neighbour; an all-skipped train batch is stepped over (single process: under DDP the
+            other ranks would wait for its gradients).
         seed: seed of splits, shuffling and multi-label label choice.
         predict_split: split served by ``predict_dataloader``.
         pin_memory: DataLoader ``pin_memory``.
