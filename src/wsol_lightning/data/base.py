@@ -237,7 +237,11 @@ class WSOLDataModule(L.LightningDataModule):
         """Raise :class:`DataError` naming ``split``, its file and ``reason`` when it has no sample."""
         index = self.index(split)
         if not len(index):
-            raise DataError(f"the {split} split is empty: {index.source or self.data_dir} lists no image, and {reason}")
+            raise DataError(f"the {split} split is empty: {self.split_source(split)} lists no image, and {reason}")
+
+    def split_source(self, split: str) -> str:
+        """The file that decides which images ``split`` holds (named when it is empty)."""
+        return self.index(split).source or str(self.data_dir)
 
     def _eval_loader(self, split: str) -> DataLoader:
         """In-order loader of ``split``; under DDP each rank gets its share with nothing padded."""

@@ -164,6 +164,13 @@ class CUBDataModule(WSOLDataModule):
             self._official = self._parse_official()
         return self._official[split]
 
+    def split_source(self, split: str) -> str:
+        """``train_test_split.txt`` for the official layout, the split's ``image_ids.txt`` for metadata."""
+        meta = self._meta()
+        if meta is not None:
+            return str(meta / split / "image_ids.txt")
+        return str(self._root() / "train_test_split.txt")
+
     # -- official layout -----------------------------------------------------------------------
     def _parse_official(self) -> dict[str, DatasetIndex]:
         root = self._root()

@@ -187,3 +187,11 @@ def test_unreadable_image_with_boxes_found_in_setup_or_skipped(cub_copy):
         _dm(cub_copy).setup("test")
     with pytest.warns(UserWarning, match=r"test: 1 image\(s\) with boxes could not be opened and will be skipped"):
         _dm(cub_copy, skip_bad=True).setup("test")
+
+
+def test_empty_official_cub_test_split_names_the_split_file(cub_copy):
+    rows = (cub_copy / "train_test_split.txt").read_text().split()
+    (cub_copy / "train_test_split.txt").write_text("".join(f"{k} 1\n" for k in rows[::2]))  # every image in train
+    with pytest.raises(DataError, match=r"the test split is empty: .*CUB_200_2011/train_test_split.txt lists no "
+                                        r"image, and the 'test' stage needs it"):
+        _dm(cub_copy).setup("test")
