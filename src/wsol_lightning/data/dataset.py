@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from wsol_lightning.data import transforms as T
 from wsol_lightning.data.index import DataError, DatasetIndex
+from wsol_lightning.data.validation import BOX_INVERTED, classify_boxes, describe_box
 from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
 
 log = logging.getLogger(__name__)
@@ -158,17 +159,13 @@ class WSOLDataset(Dataset):
 
     def _checked_boxes(self, i: int, path: Path, width: int, height: int) -> np.ndarray:
         boxes = self.index.boxes_of(i).astype(np.int64)
-        if self.index.clip_boxes and len(boxes):
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width - 1)
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height - 1)
-        bad = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width - 1) | (boxes[:, 3] > height - 1)
-        bad |= (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-        if bad.any():
-            raise DataError(
-                f"box {boxes[bad][0].tolist()} outside image {path} of size {width}x{height} "
-                f"(or x1 < x0 / y1 < y0); annotations from {self.index.source}"
-            )
+        n = len(boxes)
+        boxes, status = classify_boxes(boxes, np.full(n, width), np.full(n, height), clip=self.index.clip_boxes)
+        bad = np.flatnonzero(status >= BOX_INVERTED)
+        if len(bad):
+            k = int(self.index.box_offsets[i]) + int(bad[0])
+            reason = describe_box(self.index.boxes[k], int(status[bad[0]]), width, height)
+            raise DataError(f"{self.index.box_location(k)}: box: {reason} (image {path})")
         return boxes
 
     def read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated
+from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
 from wsol_lightning.methods.sanity import print_sanity_warnings
 from wsol_lightning.metrics import SeedMIoU
@@ -132,6 +132,7 @@ class WSOLModule(L.LightningModule):
         self.seed_miou = SeedMIoU(num_classes)
         self.register_buffer("seed_bg_threshold", torch.tensor(math.nan, dtype=torch.float64))
         self._sanity_messages: dict[str, list[str]] = {}
+        self._num_skipped = 0  # samples the eval loader skipped this epoch on this process (skip_bad)
 
     # ------------------------------------------------------------------ to implement
     def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -151,8 +152,13 @@ class WSOLModule(L.LightningModule):
         return ()
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor:
-        """Compute, check and log the loss terms."""
+    def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor | None:
+        """Compute, check and log the loss terms (``None``: every sample of the batch was skipped)."""
+        if "num_skipped" in batch:  # skip_bad: summed over the epoch and the processes
+            self.log("train/num_skipped", batch["num_skipped"].float(), on_step=False, on_epoch=True,
+                     reduce_fx="sum", sync_dist=True, batch_size=1)
+        if "image" not in batch:
+            return None
         losses = self.training_losses(batch)
         for name in sorted(losses, key=lambda k: k == "loss"):  # name the term, not only the total
             value = losses[name]
@@ -208,6 +214,14 @@ class WSOLModule(L.LightningModule):
             classes = torch.full((images.shape[0],), cls, dtype=torch.long, device=images.device)
             maps[:, cls] = self.normalize_to_image(self.localization_maps(outputs, classes), size)
         return maps * present[:, :, None, None]
+
+    def on_validation_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Count the samples the loader skipped (``skip_bad``) for ``val/num_skipped``."""
+        self._num_skipped += int(batch.get("num_skipped", 0))
+
+    def on_test_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Count the samples the loader skipped (``skip_bad``) for ``test/num_skipped``."""
+        self._num_skipped += int(batch.get("num_skipped", 0))
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         """Accumulate val metrics."""
@@ -288,7 +302,10 @@ class WSOLModule(L.LightningModule):
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
         results.update(self._seed_results(choose_threshold))
+        skipped, skip_message = skipped_report(stage, self._num_skipped)
+        results["num_skipped"] = torch.tensor(skipped)
         flags, self._sanity_messages[stage] = self.evaluator.warnings(results, threshold)  # printed at teardown
+        self._sanity_messages[stage] += [skip_message] if skip_message else []
         results.update(flags)
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
                        if k != "best_threshold"}, **ALREADY_REDUCED)
@@ -314,6 +331,7 @@ class WSOLModule(L.LightningModule):
         return results
 
     def _reset_eval_metrics(self) -> None:
+        self._num_skipped = 0
         self.seed_miou.reset()
         self.evaluator.reset()
         self.top1_cls.reset()
