@@ -2,12 +2,14 @@
 
 ``wsol fit --config configs/bas_imagenet.yaml`` trains (then tests the final weights, as
 wsolevaluation does, unless ``--test_after_fit false``); ``wsol test -c ... --ckpt_path ...``,
-``wsol validate`` and ``wsol predict`` work as in any LightningCLI. ``--model BAS`` /
+``wsol validate`` and ``wsol predict`` work as in any LightningCLI; ``wsol convert`` turns the authors' released
+checkpoint into one ``wsol test`` reads (:mod:`wsol_lightning.convert`). ``--model BAS`` /
 ``--data CUBDataModule`` pick classes by name; ``data.num_classes`` is linked into the model.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,13 @@ class WSOLCLI(LightningCLI):
 
 
 def main(args: Any = None) -> None:
-    """Entry point of the ``wsol`` console script."""
+    """Entry point of the ``wsol`` console script (``wsol convert ...``: :mod:`wsol_lightning.convert`)."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, (list, tuple)) and argv and argv[0] == "convert":
+        from wsol_lightning.convert import convert_main
+
+        convert_main(argv[1:], WSOLCLI)
+        return
     WSOLCLI(args=args)
 
 

@@ -58,6 +58,15 @@ class Trunk(nn.Module):
         return outputs
 
 
+def architecture_name(name: str) -> str:
+    """Return the timm architecture of a model name, without its weights tag.
+
+    ``"resnet50.tv_in1k"`` -> ``"resnet50"``; a name without a tag is returned unchanged. Everything that
+    keys on the architecture (stride surgery, method presets) must look at this, never at the full name.
+    """
+    return name.split(".", 1)[0]
+
+
 def build_trunk(
     name: str,
     pretrained: bool | str = False,
@@ -69,7 +78,8 @@ def build_trunk(
     """Build a :class:`Trunk` from any timm CNN that has ``feature_info``.
 
     Args:
-        name: timm model name (``resnet50``, ``vgg16``, ``inception_v3``, ``mobilenetv1_100``, ...).
+        name: timm model name, optionally with a weights tag (``resnet50.tv_in1k``, ``vgg16.tv_in1k``,
+            ``inception_v3.tv_in1k``, ``mobilenetv1_100``, ...); the surgery keys on the architecture.
         pretrained: ``False``, ``True`` (timm's weights; needs network once) or a local weights file.
         stride_one_taps: taps whose stage keeps the resolution of the previous stage (strides of 2
             set to 1, 2x2 pools removed; no dilation). For ``inception_v3`` any value here applies the
@@ -105,7 +115,7 @@ def build_trunk(
             if tap == num_taps:
                 break
     reductions = [f["reduction"] for f in info[:num_taps]]
-    if stride_one_taps and name.startswith("inception_v3"):
+    if stride_one_taps and architecture_name(name) == "inception_v3":
         widen_inception_v3(stages)
         reductions = [2, 4, 8, 8, 16][:num_taps]
     else:

@@ -5,9 +5,11 @@ Train (the papers' recipe): ``Resize(resize, resize)`` -> ``RandomCrop(size)`` -
 our inclusive boxes get ``+1`` on the way in and ``-1`` on the way out), masks with nearest
 neighbour. ``resize`` defaults to ``round(size * 256 / 224)``.
 
-Eval: ``Resize(size, size)`` (no crop) -> ``Normalize`` -> ``ToTensorV2`` on the image only. GT boxes
-and masks are NOT sent through albumentations: :func:`scale_boxes` and :func:`resize_mask` reproduce
-wsolevaluation exactly (``int(x * new_w / orig_w)`` and ``cv2.INTER_NEAREST``).
+Eval: wsolevaluation's own loader, exactly: torchvision ``Resize((size, size))`` on the PIL image (PIL
+bilinear, antialiased when shrinking; no crop) -> ``ToTensor`` -> ``Normalize`` (:class:`EvalTransform`; the
+tensor equals wsolevaluation's to the last bit, ``tests/parity/test_eval_loader_parity.py``). GT boxes and
+masks are not resized with the image: :func:`scale_boxes` and :func:`resize_mask` reproduce wsolevaluation
+(``int(x * new_w / orig_w)``, evaluated left to right, and ``cv2.INTER_NEAREST``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import albumentations as A  # noqa: I001
 import cv2
 import numpy as np
+import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 
 import wsol_lightning  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)
 
@@ -57,19 +61,40 @@ def train_transform(
     )
 
 
+class EvalTransform:
+    """wsolevaluation's eval loader: ``Resize((size, size))`` on PIL -> ``ToTensor`` -> ``Normalize``.
+
+    Called like an albumentations pipeline, ``t(image=array)["image"]``, with an ``(H, W, 3)`` uint8 RGB array;
+    returns a float32 ``(3, size, size)`` tensor.
+    """
+
+    def __init__(self, image_size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+        from torchvision import transforms
+
+        self.image_size = image_size
+        self.pipeline = transforms.Compose([
+            transforms.Resize((image_size, image_size)),  # PIL bilinear (antialiased), as wsolevaluation
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ])
+
+    def __call__(self, image: np.ndarray, **_: object) -> dict[str, torch.Tensor]:
+        """Return ``{"image": (3, size, size) float32}`` for an ``(H, W, 3)`` uint8 RGB ``image``."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"eval images must be (H, W, 3) uint8 RGB arrays; got {image.dtype} {image.shape}")
+        return {"image": self.pipeline(Image.fromarray(image))}
+
+    def __repr__(self) -> str:
+        return f"EvalTransform({self.pipeline})"
+
+
 def eval_transform(
     image_size: int = 224,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
-) -> A.Compose:
-    """Build the eval pipeline: anisotropic resize to ``image_size`` squared, normalise, tensor."""
-    return A.Compose(
-        [
-            A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR),
-            A.Normalize(mean=mean, std=std),
-            ToTensorV2(),
-        ]
-    )
+) -> EvalTransform:
+    """Build the eval pipeline: anisotropic resize to ``image_size`` squared (PIL), tensor, normalise."""
+    return EvalTransform(image_size, mean, std)
 
 
 def to_albu_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -106,10 +131,11 @@ def scale_boxes(boxes: np.ndarray, orig_size: tuple[int, int], new_size: tuple[i
         ``(n, 4)`` int64 boxes in the target frame.
 
     """
-    (ow, oh), (nw, nh) = orig_size, new_size
+    (ow, oh), (nw, nh) = map(float, orig_size), map(float, new_size)
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scale = np.array([nw / ow, nh / oh, nw / ow, nh / oh])
-    return np.trunc(arr * scale).astype(np.int64)
+    # x * new / old, left to right (not x * (new / old): 55 * (224 / 110) truncates to 111, 55 * 224 / 110 to 112)
+    scaled = arr * np.array([nw, nh, nw, nh]) / np.array([ow, oh, ow, oh])
+    return np.trunc(scaled).astype(np.int64)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -218,12 +218,19 @@ class WSOLModule(L.LightningModule):
         self._log_eval_metrics("val", choose_threshold=True)
 
     def on_test_start(self) -> None:
-        """Choose the operating thresholds on the val split first if no run has chosen them yet."""
-        if math.isnan(float(self.operating_threshold)) or math.isnan(float(self.seed_bg_threshold)):
-            self._choose_threshold_on_val()
+        """Choose on the val split, before testing, the thresholds no run has chosen yet (and only those)."""
+        need_box = math.isnan(float(self.operating_threshold))
+        need_seed = math.isnan(float(self.seed_bg_threshold))
+        if need_box or need_seed:
+            self._choose_threshold_on_val(need_box, need_seed)
 
     @torch.no_grad()
-    def _choose_threshold_on_val(self) -> None:
+    def _choose_threshold_on_val(self, need_box: bool = True, need_seed: bool = True) -> None:
+        """Run the val split for the missing thresholds only.
+
+        The box operating threshold, and, on multi-label segmentation data only (batches with ``semantic`` and
+        ``multi_hot``), the seed background threshold.
+        """
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "val_dataloader"):
             return
@@ -232,16 +239,23 @@ class WSOLModule(L.LightningModule):
             multi_contour=self.hparams.multi_contour,
         ).to(self.device)
         seeds = SeedMIoU(self.num_classes).to(self.device)
-        for batch in datamodule.val_dataloader():
+        for index, batch in enumerate(datamodule.val_dataloader()):
+            has_seeds = "semantic" in batch and "multi_hot" in batch
+            if index == 0:
+                need_seed = need_seed and has_seeds  # not applicable to box/mask-only data
+                if not (need_box or need_seed):
+                    return
             batch = self.transfer_batch_to_device(batch, self.device, 0)
-            logits, maps = self.evaluation_maps(batch)
-            evaluator.update(maps, batch, logits)
-            if "semantic" in batch and "multi_hot" in batch:
+            if need_box:
+                logits, maps = self.evaluation_maps(batch)
+                evaluator.update(maps, batch, logits)
+            if need_seed and has_seeds:
                 seeds.update(self.seed_maps(batch), batch["semantic"])
-        results = evaluator.compute()
-        if "best_threshold" in results and math.isnan(float(self.operating_threshold)):
-            self.operating_threshold.fill_(float(results["best_threshold"]))
-        if any_process_updated(seeds) and math.isnan(float(self.seed_bg_threshold)):
+        if need_box:
+            results = evaluator.compute()
+            if "best_threshold" in results:
+                self.operating_threshold.fill_(float(results["best_threshold"]))
+        if need_seed and any_process_updated(seeds):
             self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
     def on_test_epoch_end(self) -> None:
@@ -307,13 +321,17 @@ class WSOLModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier."""
+        """Four groups: backbone weights/biases and head weights/biases, each with its lr multiplier.
+
+        A "bias" is a parameter NAMED ``bias`` (the last component of its name), as in the official code
+        (``'bias' in name``): BatchNorm scales, 1-d layer-scale or embedding vectors are weights.
+        """
         head_ids = {id(p) for m in self.head_modules() for p in m.parameters()}
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("bw", "bb", "hw", "hb")}
-        for param in self.parameters():
+        for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
-            is_bias = param.ndim <= 1
+            is_bias = name.rsplit(".", 1)[-1] == "bias"
             key = ("h" if id(param) in head_ids else "b") + ("b" if is_bias else "w")
             groups[key].append(param)
         hp = self.hparams

@@ -115,8 +115,9 @@ class MaxBoxAcc(Metric):
             return {n: getattr(self, n).detach().cpu().numpy().copy() for n in names}
 
     def _accuracy(self, counts: dict[str, np.ndarray], name: str, flags: str | None) -> np.ndarray:
-        n = int(counts["num_images"])
-        if n == 0 or (flags is not None and int(counts[flags]) == 0):
+        """Hits in percent of the images that could score them: all images, or those given ``flags``."""
+        n = int(counts["num_images" if flags is None else flags])
+        if n == 0:
             return np.full(counts[name].shape, np.nan)
         return counts[name] * 100.0 / float(n)
 
