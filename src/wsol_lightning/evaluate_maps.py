@@ -164,7 +164,9 @@ def print_table(results: dict[str, float], stage: str = "eval") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``wsol eval``."""
-    parser = argparse.ArgumentParser(prog="wsol eval", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="wsol eval",
+                                     description="Score maps you made elsewhere against COCO or wsolevaluation "
+                                     "ground truth.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("maps", help="folder of maps named after the image ids (.npy float or .png grey)")
     truth = parser.add_mutually_exclusive_group(required=True)
