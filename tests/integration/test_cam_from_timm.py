@@ -72,7 +72,10 @@ def test_wsol_predict_runs_a_timm_head_cam_on_a_folder(tmp_path: Path):
                   "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                   "--trainer.default_root_dir", str(tmp_path / "runs"),
                   "--trainer.callbacks+=wsol_lightning.callbacks.COCOPredictionWriter",
-                  "--trainer.callbacks.output_dir", str(out), "--return_predictions", "false"])
+                  "--trainer.callbacks.output_dir", str(out),
+                  "--trainer.callbacks+=wsol_lightning.callbacks.OverlayWriter",
+                  "--trainer.callbacks.output_dir", str(out), "--trainer.callbacks.save_masks", "true",
+                  "--return_predictions", "false"])
     images = json.loads((out / "predictions.json").read_text())["images"]
     data = ImageFolderDataModule(data_dir=str(folder), num_classes=1000, image_size=64, num_workers=0)
     data.setup("predict")
@@ -81,3 +84,6 @@ def test_wsol_predict_runs_a_timm_head_cam_on_a_folder(tmp_path: Path):
         expected = reference(batch["image"]).argmax(dim=1).tolist()
     by_name = {im["file_name"]: im["pred_class"] for im in images}
     assert [by_name[name] for name in batch["image_id"]] == expected
+    for k in range(2):  # overlays and masks in each photo's own 80 x 60 frame, named after it
+        assert np.asarray(Image.open(out / "overlays" / f"p{k}.png")).shape == (60, 80, 3)
+        assert np.asarray(Image.open(out / "masks" / f"p{k}.png")).shape == (60, 80)
