@@ -140,3 +140,35 @@ def test_normalize_accepts_raw_maps(coco: Path, tmp_path: Path):
     results = run_eval([str(tmp_path), "--coco", str(coco / "annotations/test.json"), "--image-size", str(SIZE),
                         "--normalize"], tmp_path / "r.json")
     assert results["num_images_with_boxes"] == 6
+
+
+def test_wsolevaluation_metadata_masks_give_pxap_with_ignored_pixels(tmp_path: Path):
+    import cv2
+
+    sizes = [(48, 40), (30, 36)]
+    ids = [f"cls/img_{k}.jpg" for k in range(2)]
+    pxap = PxAP()
+    entries = []
+    (tmp_path / "maps" / "cls").mkdir(parents=True)
+    for k, (w, h) in enumerate(sizes):
+        obj = np.zeros((h, w), np.uint8)
+        obj[5 + k : 25, 8 : 20 + k] = 255
+        ignore = np.zeros((h, w), np.uint8)
+        ignore[0:4, :] = 255
+        (tmp_path / "masks" / "cls").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(obj).save(tmp_path / "masks" / "cls" / f"m{k}.png")
+        Image.fromarray(ignore).save(tmp_path / "masks" / "cls" / f"i{k}.png")
+        entries.append(([f"cls/m{k}.png"], f"cls/i{k}.png"))
+        truth = (obj > 0).astype(np.uint8)
+        truth[(ignore > 0) & (obj == 0)] = 255
+        truth = cv2.resize(truth, (SIZE, SIZE), interpolation=cv2.INTER_NEAREST)  # wsolevaluation: nearest
+        scoremap = noisy_map(k, np.array([[8, 5, 20, 25]]) * SIZE // max(w, h), (SIZE, SIZE))
+        np.save(tmp_path / "maps" / "cls" / f"img_{k}.npy", scoremap)  # the id without its extension
+        pxap.update(torch.from_numpy(scoremap)[None], torch.from_numpy(truth)[None])
+    write_metadata(tmp_path / "meta", ids, [0, 0], sizes=sizes, masks=entries)
+    results = run_eval([str(tmp_path / "maps"), "--metadata", str(tmp_path / "meta"), "--mask-root",
+                        str(tmp_path / "masks"), "--image-size", str(SIZE)], tmp_path / "r.json")
+    expected = {k: float(v) for k, v in pxap.compute().items()}
+    assert results["pxap"] == pytest.approx(expected["pxap"], abs=1e-9) and 0 < results["pxap"] < 100
+    assert results["piou"] == pytest.approx(expected["piou"], abs=1e-9)
+    assert "maxboxacc_v2" not in results and results["num_images_with_masks"] == 2

@@ -88,6 +88,7 @@ class MapVisualizer(Callback):
         self._curves: dict[str, dict[str, np.ndarray]] = {}
         self._pxap: float | None = None
         self._indices: dict[str, list[int]] = {}
+        self._class_names: list[str] = []
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ hooks
@@ -157,8 +158,7 @@ class MapVisualizer(Callback):
                     log_image_to_logger(logger, f"{stage}/{stem}", image, trainer.global_step, caption)
 
     def _log_wandb(self, logger: WandbLogger, stage: str, tiles: list[Tile], step: int, title: str) -> None:
-        names = getattr(self, "_class_names", ())
-        labels = {k: name for k, name in enumerate(names)} or {t.label: t.class_name for t in tiles}
+        labels = dict(enumerate(self._class_names)) or {t.label: t.class_name for t in tiles}
         payload: dict[str, Any] = {}
         if tiles:
             images = [wandb_media.wandb_image(t, self.draw(t, boxes=False), labels) for t in tiles]
