@@ -107,6 +107,11 @@ def draw_mask(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] 
     return to_hwc(draw_segmentation_masks(to_chw(image), masks, alpha=alpha, colors=[tuple(colour)]))
 
 
+def box_thickness(shape: Sequence[int]) -> int:
+    """Box line width for an ``(H, W, ...)`` image: 1 pixel per 112 of the short side, at least 1."""
+    return max(1, round(min(shape[:2]) / 112))
+
+
 def overlay(image: np.ndarray, scoremap: np.ndarray, gt_boxes: np.ndarray | Tensor | None = None,
             pred_boxes: np.ndarray | Tensor | None = None, alpha: float = 0.5,
             pred_labels: Sequence[str] | None = None, mask: np.ndarray | None = None) -> np.ndarray:
@@ -130,7 +135,7 @@ def overlay(image: np.ndarray, scoremap: np.ndarray, gt_boxes: np.ndarray | Tens
     blended = (image.astype(np.float64) * (1.0 - alpha) + colorize(scoremap) * alpha).round().astype(np.uint8)
     if mask is not None:
         blended = draw_mask(blended, mask)
-    thickness = max(1, round(min(image.shape[:2]) / 112))
+    thickness = box_thickness(image.shape)
     blended = draw_boxes(blended, gt_boxes, GT_COLOUR, thickness)
     return draw_boxes(blended, pred_boxes, PRED_COLOUR, thickness, pred_labels)
 
@@ -160,12 +165,23 @@ def prediction_overlay(image: np.ndarray, scoremap: np.ndarray, threshold: float
     return overlay(image, scoremap, gt_boxes, boxes.reshape(-1, 4), alpha, [label] * len(boxes)), mask
 
 
+def upscale_factor(shape: Sequence[int], min_side: int = 128) -> int:
+    """The least integer factor giving a short side >= ``min_side`` for an ``(H, W, ...)`` shape (at least 1)."""
+    return max(1, -(-min_side // max(1, min(shape[:2]))))
+
+
 def upscale(image: np.ndarray, min_side: int = 128) -> np.ndarray:
-    """Enlarge ``image`` by the least integer factor giving a short side >= ``min_side`` (nearest)."""
-    factor = -(-min_side // max(1, min(image.shape[:2])))
-    if factor <= 1:
+    """Enlarge an ``(H, W, ...)`` image or map by :func:`upscale_factor` (nearest neighbour)."""
+    factor = upscale_factor(image.shape, min_side)
+    if factor == 1:
         return image
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def upscale_boxes(boxes: np.ndarray, factor: int) -> np.ndarray:
+    """Inclusive ``(n, 4)`` boxes of an image enlarged ``factor`` times by :func:`upscale` (pixel blocks)."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    return boxes * factor + np.array([0, 0, factor - 1, factor - 1])
 
 
 def make_grid(tiles: Sequence[np.ndarray], ncols: int = 4, pad: int = 2, fill: int = 255) -> np.ndarray:

@@ -134,8 +134,7 @@ class MapVisualizer(Callback):
         when = f"epoch {epoch}" if stage == "val" else "test"
         figures: dict[str, np.ndarray] = {}
         if tiles:
-            drawn = [render.upscale(self.draw(t), self.min_tile_size) for t in tiles]
-            figures["maps"] = render.make_grid(drawn, self.ncols)
+            figures["maps"] = render.make_grid([self.grid_tile(t) for t in tiles], self.ncols)
         if "box" in self._curves:
             fig = render.box_accuracy_figure(self._curves["box"], threshold, title=f"{stage}, {when}")
             figures["box_acc_curve"] = render.figure_to_array(fig)
@@ -177,6 +176,22 @@ class MapVisualizer(Callback):
         if not boxes:
             return render.overlay(tile.image, tile.scoremap, None, None, self.alpha)
         return render.overlay(tile.image, tile.scoremap, tile.gt_boxes, tile.pred_boxes, self.alpha)
+
+    def grid_tile(self, tile: Tile) -> np.ndarray:
+        """The tile enlarged to ``min_tile_size``, boxes drawn at that size, the largest predicted box labelled.
+
+        The label is ``<class> IoU <best IoU of that box with a GT box>`` (the class alone without GT boxes).
+        """
+        factor = render.upscale_factor(tile.image.shape, self.min_tile_size)
+        image = render.upscale(tile.image, self.min_tile_size)
+        scoremap = render.upscale(tile.scoremap, self.min_tile_size)
+        pred = render.upscale_boxes(tile.pred_boxes, factor)
+        drawn = render.overlay(image, scoremap, render.upscale_boxes(tile.gt_boxes, factor), pred[1:], self.alpha)
+        if not len(pred):
+            return drawn
+        iou = float(tile.pred_ious[0])
+        label = tile.class_name if math.isnan(iou) else f"{tile.class_name} IoU {iou:.2f}"
+        return render.draw_boxes(drawn, pred[:1], render.PRED_COLOUR, render.box_thickness(image.shape), [label])
 
     @staticmethod
     def operating_threshold(pl_module: L.LightningModule) -> float:
