@@ -79,6 +79,16 @@ class WSOLCLI(LightningCLI):
                 return
         super()._parse_ckpt_path()
 
+    def before_predict(self) -> None:
+        """Warn up front when no callback will write the predictions (they would only stay in memory)."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
+            rank_zero_warn("`wsol predict` has no prediction writer: nothing will be written to disk. Add "
+                           "--trainer.callbacks+=wsol_lightning.callbacks.COCOPredictionWriter "
+                           "--trainer.callbacks.output_dir DIR (README, 'Predict, export pseudo-labels')")
+
     def after_fit(self) -> None:
         """Test the final weights after ``fit`` (wsolevaluation evaluates the last checkpoint)."""
         config = self.config.get(self.subcommand, self.config)

@@ -49,7 +49,7 @@ def test_predict_on_a_folder_writes_coco_with_masks_in_the_original_frame(traine
                   "--data.image_size", "64", "--data.num_workers", "0", "--data.batch_size", "2",
                   f"--trainer.callbacks+={WRITER}", "--trainer.callbacks.output_dir", str(out),
                   "--trainer.callbacks.save_maps", "true", "--trainer.callbacks.save_overlays", "true",
-                  "--return_predictions", "false"])
+                  "--trainer.callbacks.map_dtype", "float32", "--return_predictions", "false"])
     coco = COCO(str(out / "predictions.json"))
     images = sorted(coco.dataset["images"], key=lambda im: im["id"])
     assert [(im["file_name"], im["width"], im["height"]) for im in images] == [

@@ -12,9 +12,11 @@ from wsol_lightning.data.index import DataError, DatasetIndex
 from wsol_lightning.data.openimages import OpenImagesDataModule
 from wsol_lightning.data.pets import OxfordPetsDataModule
 from wsol_lightning.data.synthetic import SyntheticDataModule
+from wsol_lightning.data.synthetic_clutter import ClutterSyntheticDataModule
 from wsol_lightning.data.voc import VOCDataModule
 
 __all__ = [
+    "ClutterSyntheticDataModule",
     "COCODataModule",
     "CUBDataModule",
     "DataError",

@@ -32,7 +32,7 @@ SHAPES = ("disc", "square", "triangle", "cross", "diamond", "hexagon")
 VERSION = 1
 
 
-def _shape_mask(shape: str, side: int) -> np.ndarray:
+def shape_mask(shape: str, side: int) -> np.ndarray:
     """Return a ``side x side`` bool mask of ``shape`` filling its square."""
     m = np.zeros((side, side), dtype=np.uint8)
     s, c = side - 1, (side - 1) / 2
@@ -55,7 +55,7 @@ def _shape_mask(shape: str, side: int) -> np.ndarray:
     return m.astype(bool)
 
 
-def _palette(k: int, saturation: float, value: float, offset: float = 0.0) -> np.ndarray:
+def palette(k: int, saturation: float, value: float, offset: float = 0.0) -> np.ndarray:
     """``k`` RGB colours evenly spaced in hue."""
     hsv = np.zeros((1, k, 3), dtype=np.uint8)
     hsv[0, :, 0] = ((np.arange(k) / k + offset) % 1.0 * 180).astype(np.uint8)
@@ -73,8 +73,8 @@ def render_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one ``(H, W, 3)`` uint8 image and its ``(H, W)`` bool object mask."""
     w, h = size
-    obj_colours = _palette(num_classes, 0.9, 0.95)
-    bg_colours = _palette(num_classes, 0.35, 0.55, offset=0.5 / num_classes)
+    obj_colours = palette(num_classes, 0.9, 0.95)
+    bg_colours = palette(num_classes, 0.35, 0.55, offset=0.5 / num_classes)
     bg_class = label if rng.random() < background_correlation else int(rng.integers(num_classes))
     smooth = cv2.resize(rng.normal(0, 25, size=(6, 6, 3)).astype(np.float32), (w, h))
     image = bg_colours[bg_class] + smooth + rng.normal(0, 12, size=(h, w, 3)).astype(np.float32)
@@ -85,7 +85,7 @@ def render_sample(
         cv2.ellipse(image, centre, axes, float(rng.integers(180)), 0, 360, (grey, grey, grey), -1)
     side = int(min(w, h) * rng.uniform(*object_scale))
     x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-    shape = _shape_mask(SHAPES[label % len(SHAPES)], side)
+    shape = shape_mask(SHAPES[label % len(SHAPES)], side)
     yy, xx = np.mgrid[0:side, 0:side]
     period = 4 + 2 * (label // len(SHAPES)) % 6
     angle = np.pi * label / max(num_classes, 1)
@@ -96,6 +96,12 @@ def render_sample(
     mask = np.zeros((h, w), dtype=bool)
     mask[y : y + side, x : x + side] = shape
     return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """CUB-style box ``x, y, w, h`` of a non-empty ``(H, W)`` bool mask (``w = x_max - x_min``, as written here)."""
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() - xs.min()), float(ys.max() - ys.min())
 
 
 def generate_synthetic(
@@ -119,8 +125,7 @@ def generate_synthetic(
                 int(rng.integers(source_size[0], source_size[1] + 1)),
             )
             image, mask = render_sample(rng, label, num_classes, size, background_correlation, object_scale)
-            ys, xs = np.nonzero(mask)
-            box = (float(xs.min()), float(ys.min()), float(xs.max() - xs.min()), float(ys.max() - ys.min()))
+            box = mask_box(mask)
             samples.append(
                 FakeSample(
                     label,
@@ -142,7 +147,67 @@ def class_names(num_classes: int) -> list[str]:
     ]
 
 
-class SyntheticDataModule(CUBDataModule):
+class GeneratedCUBDataModule(CUBDataModule):
+    """A CUB-layout datamodule whose data a seeded generator writes once per parameter set, then caches.
+
+    Subclasses pass their generation ``params`` (JSON-serialisable; their hash names the cache folder)
+    and implement :meth:`generate`. Generation goes to a temporary folder renamed into place, so
+    concurrent processes never see half a dataset.
+
+    Args:
+        params: the generation parameters (a ``"generator"`` key keeps different generators apart).
+        data_dir: cache root (default :func:`default_cache_dir`).
+        cub_kwargs: forwarded to :class:`CUBDataModule`.
+
+    """
+
+    def __init__(self, params: dict, data_dir: str | Path | None = None, **cub_kwargs) -> None:
+        self.params = params
+        digest = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:12]
+        cache = Path(data_dir).expanduser() if data_dir is not None else default_cache_dir()
+        self.dataset_root = cache / digest
+        super().__init__(self.dataset_root / "CUB_200_2011", **cub_kwargs)
+
+    def generate(self, root: Path) -> None:  # pragma: no cover - abstract
+        """Write the dataset to ``root/CUB_200_2011``."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        """Generate the dataset unless a matching copy is cached."""
+        self.ensure_generated()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Make sure the data exists (e.g. on ranks that skipped ``prepare_data``), then set up."""
+        self.ensure_generated()
+        super().setup(stage)
+
+    def build_index(self, split: str):  # noqa: D102
+        self.ensure_generated()
+        return super().build_index(split)
+
+    def ensure_generated(self) -> Path:
+        """Generate atomically (temporary folder + rename) if absent; return the dataset root."""
+        marker = self.dataset_root / "params.json"
+        if marker.is_file() and json.loads(marker.read_text()) == self.params:
+            return self.dataset_root
+        if self.dataset_root.exists():  # stale or half-copied by hand: replace it
+            shutil.rmtree(self.dataset_root, ignore_errors=True)
+        self.dataset_root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.dataset_root.name}-", dir=self.dataset_root.parent))
+        try:
+            self.generate(tmp)
+            (tmp / "params.json").write_text(json.dumps(self.params, sort_keys=True))
+            try:
+                os.rename(tmp, self.dataset_root)
+            except OSError:  # another process won the race: use its copy
+                if not (self.dataset_root / "params.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self.dataset_root
+
+
+class SyntheticDataModule(GeneratedCUBDataModule):
     """Seeded synthetic shapes-on-clutter dataset (CUB layout, boxes and masks): the CPU demo data.
 
     Args:
@@ -183,7 +248,7 @@ class SyntheticDataModule(CUBDataModule):
     ) -> None:
         if not 0.0 <= background_correlation <= 1.0:
             raise ValueError("background_correlation must be in [0, 1]")
-        self.params = {
+        params = {
             "version": VERSION,
             "num_classes": num_classes,
             "images_per_class": images_per_class,
@@ -193,11 +258,9 @@ class SyntheticDataModule(CUBDataModule):
             "test_fraction": test_fraction,
             "seed": seed,
         }
-        digest = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:12]
-        cache = Path(data_dir).expanduser() if data_dir is not None else default_cache_dir()
-        self.dataset_root = cache / digest
         super().__init__(
-            self.dataset_root / "CUB_200_2011",
+            params,
+            data_dir,
             val_per_class=val_per_class,
             image_size=image_size,
             seed=seed,
@@ -211,49 +274,11 @@ class SyntheticDataModule(CUBDataModule):
         """Class names, known without generating anything."""
         return class_names(self.params["num_classes"])
 
-    def prepare_data(self) -> None:
-        """Generate the dataset unless a matching copy is cached."""
-        self.ensure_generated()
-
-    def setup(self, stage: str | None = None) -> None:
-        """Make sure the data exists (e.g. on ranks that skipped ``prepare_data``), then set up."""
-        self.ensure_generated()
-        super().setup(stage)
-
-    def build_index(self, split: str):  # noqa: D102
-        self.ensure_generated()
-        return super().build_index(split)
-
-    def ensure_generated(self) -> Path:
-        """Generate atomically (temporary folder + rename) if absent; return the dataset root."""
-        marker = self.dataset_root / "params.json"
-        if marker.is_file() and json.loads(marker.read_text()) == self.params:
-            return self.dataset_root
-        if self.dataset_root.exists():  # stale or half-copied by hand: replace it
-            shutil.rmtree(self.dataset_root, ignore_errors=True)
-        self.dataset_root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.dataset_root.name}-", dir=self.dataset_root.parent))
-        try:
-            p = self.params
-            generate_synthetic(
-                tmp,
-                p["num_classes"],
-                p["images_per_class"],
-                tuple(p["source_size"]),
-                p["background_correlation"],
-                tuple(p["object_scale"]),
-                p["test_fraction"],
-                p["seed"],
-            )
-            (tmp / "params.json").write_text(json.dumps(self.params, sort_keys=True))
-            try:
-                os.rename(tmp, self.dataset_root)
-            except OSError:  # another process won the race: use its copy
-                if not (self.dataset_root / "params.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return self.dataset_root
+    def generate(self, root: Path) -> None:
+        """Write the demo dataset to ``root/CUB_200_2011``."""
+        p = self.params
+        generate_synthetic(root, p["num_classes"], p["images_per_class"], tuple(p["source_size"]),
+                           p["background_correlation"], tuple(p["object_scale"]), p["test_fraction"], p["seed"])
 
 
 def default_cache_dir() -> Path:

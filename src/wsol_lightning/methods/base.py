@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
+from wsol_lightning.methods.sanity import print_sanity_warnings
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
 
@@ -125,6 +126,7 @@ class WSOLModule(L.LightningModule):
         # Seed mIoU (multi-label segmentation data such as VOC): background threshold chosen on val.
         self.seed_miou = SeedMIoU(num_classes)
         self.register_buffer("seed_bg_threshold", torch.tensor(math.nan, dtype=torch.float64))
+        self._sanity_messages: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ to implement
     def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -274,9 +276,17 @@ class WSOLModule(L.LightningModule):
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
         results.update(self._seed_results(choose_threshold))
+        flags, self._sanity_messages[stage] = self.evaluator.warnings(results, threshold)  # printed at teardown
+        results.update(flags)
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
                        if k != "best_threshold"}, sync_dist=False)
         self._reset_eval_metrics()
+
+    def teardown(self, stage: str) -> None:
+        """Print the last val/test table's sanity warnings once, after Lightning has printed the table."""
+        for split, messages in sorted(self._sanity_messages.items()):
+            print_sanity_warnings(split, messages)
+        self._sanity_messages.clear()
 
     def _seed_results(self, choose_threshold: bool) -> dict[str, Tensor]:
         if not any_process_updated(self.seed_miou):

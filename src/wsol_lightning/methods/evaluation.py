@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from wsol_lightning.methods.sanity import SanityEvaluator
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
 
@@ -23,6 +24,10 @@ def any_process_updated(metric: nn.Module) -> bool:
 class LocalizationEvaluator(nn.Module):
     """MaxBoxAcc (with top-1/top-5 hit counters) on images with boxes, PxAP/PIoU on images with masks.
 
+    Beside them, on the same images in the same update (:class:`~wsol_lightning.methods.sanity.SanityEvaluator`):
+    ``maxboxacc_v2_outer`` (V2 over object contours only, no hole boxes; V2 runs only), the centre-Gaussian
+    and whole-image baselines, the positive-pixel rate and the statistics behind the sanity warnings.
+
     Args:
         iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
         cam_curve_interval: spacing of the CAM threshold grid.
@@ -38,6 +43,9 @@ class LocalizationEvaluator(nn.Module):
         self.box = MaxBoxAcc(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval,
                              multi_contour=multi_contour)
         self.pixel = PxAP(cam_curve_interval=cam_curve_interval)
+        self.box_outer = (MaxBoxAcc(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval,
+                                    outer_contours_only=True) if multi_contour else None)
+        self.sanity = SanityEvaluator(iou_thresholds, cam_curve_interval, multi_contour)
         self.default_threshold = default_threshold
         self.loc_iou = 50 if 50 in iou_thresholds else iou_thresholds[len(iou_thresholds) // 2]
 
@@ -48,25 +56,41 @@ class LocalizationEvaluator(nn.Module):
         top1_correct = top5[:, 0] == labels
         top5_correct = (top5 == labels[:, None]).any(dim=1)
         boxes = batch.get("boxes")
+        kept: list[Tensor] = []
         if boxes is not None:
             keep = [i for i, b in enumerate(boxes) if len(b) > 0]
             if keep:
                 index = torch.tensor(keep, device=maps.device)
-                self.box.update(maps[index], [boxes[i] for i in keep], top1_correct=top1_correct[index],
+                kept = [boxes[i] for i in keep]
+                self.box.update(maps[index], kept, top1_correct=top1_correct[index],
                                 top5_correct=top5_correct[index])
+                if self.box_outer is not None:
+                    self.box_outer.update(maps[index], kept)
         if "mask" in batch:
             self.pixel.update(maps, batch["mask"])
+        self.sanity.update(maps, logits, top1_correct, kept, batch.get("mask"))
 
     def compute(self) -> dict[str, Tensor]:
         """Return every metric that has data, in percent, plus ``best_threshold`` when boxes were seen."""
         results: dict[str, Tensor] = {}
-        if any_process_updated(self.box):
+        boxes_seen, masks_seen = any_process_updated(self.box), any_process_updated(self.pixel)
+        if boxes_seen:
             box = self.box.compute()
             results.update(box)
             results["maxboxacc"] = box[f"maxboxacc@{self.loc_iou}"]
-        if any_process_updated(self.pixel):
+            if self.box_outer is not None:
+                results["maxboxacc_v2_outer"] = self.box_outer.compute()["maxboxacc_v2"]
+        if masks_seen:
             results.update(self.pixel.compute())
+        if any_process_updated(self.sanity.stats):
+            results.update(self.sanity.compute(boxes_seen, masks_seen))
         return results
+
+    def warnings(self, results: dict[str, Tensor], threshold: float) -> tuple[dict[str, float], list[str]]:
+        """Sanity flags and messages for a computed table (see ``SanityEvaluator.warnings``); none without data."""
+        if "border_mass_ratio" not in results:
+            return {}, []
+        return self.sanity.warnings(results, threshold)
 
     def accuracy_at(self, threshold: float) -> dict[str, Tensor]:
         """GT-known, Top-1 and Top-5 Loc (IoU >= 50) at ``threshold``; empty when no box was seen."""
@@ -89,3 +113,6 @@ class LocalizationEvaluator(nn.Module):
         """Reset every metric."""
         self.box.reset()
         self.pixel.reset()
+        if self.box_outer is not None:
+            self.box_outer.reset()
+        self.sanity.reset()

@@ -16,6 +16,10 @@ So two union-find sweeps over the pixels sorted by value (255 down to 1 for the 
 254 for the background) visit every component of every level, keep each root's box and its best IoU
 against the ground-truth boxes, and give the best IoU at each of the 256 levels at the cost of about
 two labelling passes. The unit tests check these rules against OpenCV on many random maps.
+
+``outer_only=True`` gives OpenCV ``RETR_EXTERNAL`` instead (outer contours of the top-level components,
+no hole contours, nothing nested inside a hole): the foreground sweep runs on the hole-filled map of
+:mod:`._fill` and the hole sweep is skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from numba import njit
+
+from wsol_lightning.metrics._fill import fill_holes_uint8
 
 NUM_LEVELS = 256
 
@@ -151,8 +157,10 @@ def _level_best(active: np.ndarray, n_active: int, dirty: np.ndarray, score: np.
 @njit(cache=True)
 def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np.ndarray,
                  parent: np.ndarray, size: np.ndarray, box: np.ndarray, score: np.ndarray, dirty: np.ndarray,
-                 active: np.ndarray, pos: np.ndarray, order: np.ndarray) -> None:
+                 active: np.ndarray, pos: np.ndarray, order: np.ndarray, holes: bool) -> None:
     """Fill ``out`` ``(256,)`` with the best V2 IoU at each level of one ``(H, W)`` uint8 map.
+
+    ``holes=False`` skips the hole contours (only the 8-connected components' outer contours count).
 
     Work arrays are sized for the padded ``(H + 2) * (W + 2)`` grid: the one-pixel frame is never
     foreground and, for the background sweep, is one set that touches the border, so no bounds checks.
@@ -186,6 +194,11 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
             dirty[root] = True
         if n_active > 0:
             fg_best[v - 1] = _level_best(active, n_active, dirty, score, box, 0, height, width, gt)
+    if not holes:
+        empty = box_best_iou(0, 0, 0, 0, gt)
+        for level in range(NUM_LEVELS):
+            out[level] = empty if fg_best[level] < 0.0 else fg_best[level]
+        return
 
     # Holes: value v joins the background at level v (off iff U <= L); 4-connectivity. The frame is one
     # set (root 0, huge size so it stays root) marked as touching the border; holes are the other roots.
@@ -215,7 +228,7 @@ def _sweep_image(u: np.ndarray, height: int, width: int, gt: np.ndarray, out: np
 
 @njit(cache=True, nogil=True)
 def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, first: int, step: int,
-                 out: np.ndarray) -> None:
+                 out: np.ndarray, outer_only: bool) -> None:
     height, width = maps.shape[1], maps.shape[2]
     n = (height + 2) * (width + 2)
     parent = np.empty(n, np.int32)
@@ -226,13 +239,19 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, first
     active = np.empty(n, np.int32)
     pos = np.full(n, -1, np.int32)
     order = np.empty(height * width, np.int32)
+    filled = np.empty((height, width), np.uint8)
+    head = np.empty(NUM_LEVELS, np.int32)
     for b in range(first, maps.shape[0], step):
-        _sweep_image(maps[b], height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b],
-                     parent, size, box, score, dirty, active, pos, order)
+        u = maps[b]
+        if outer_only:
+            fill_holes_uint8(u, filled, head, order)
+            u = filled
+        _sweep_image(u, height, width, gt[gt_offsets[b]:gt_offsets[b + 1]], out[b],
+                     parent, size, box, score, dirty, active, pos, order, not outer_only)
 
 
 def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray,
-                          num_threads: int | None = None) -> np.ndarray:
+                          num_threads: int | None = None, outer_only: bool = False) -> np.ndarray:
     """Best MaxBoxAccV2 IoU at every uint8 level for a batch.
 
     The kernel releases the GIL; images are spread over ``num_threads`` short-lived Python threads
@@ -243,6 +262,7 @@ def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarr
         gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
         gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
         num_threads: worker threads (1 = run in the calling thread).
+        outer_only: OpenCV ``RETR_EXTERNAL`` contours only (no holes, nothing nested in a hole).
 
     Returns:
         ``(B, 256)`` float64: entry ``[b, L]`` is the best IoU over every contour box of image ``b``
@@ -257,10 +277,10 @@ def best_iou_per_level_v2(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarr
         num_threads = torch.get_num_threads()
     num_threads = max(1, min(int(num_threads), maps.shape[0]))
     if num_threads == 1:
-        _sweep_batch(maps, gt, gt_offsets, 0, 1, out)
+        _sweep_batch(maps, gt, gt_offsets, 0, 1, out, outer_only)
         return out
     with ThreadPoolExecutor(max_workers=num_threads) as pool:
-        jobs = [pool.submit(_sweep_batch, maps, gt, gt_offsets, k, num_threads, out)
+        jobs = [pool.submit(_sweep_batch, maps, gt, gt_offsets, k, num_threads, out, outer_only)
                 for k in range(num_threads)]
         for job in jobs:
             job.result()

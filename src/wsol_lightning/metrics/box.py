@@ -38,6 +38,10 @@ class MaxBoxAcc(Metric):
         iou_thresholds: IoU thresholds in percent.
         cam_curve_interval: spacing of the threshold grid ``arange(0, 1, interval)``.
         multi_contour: all contours (V2 protocol) or only the largest (V1).
+        outer_contours_only: with ``multi_contour``, box only the object contours (OpenCV
+            ``RETR_EXTERNAL``: no hole contours, nothing nested in a hole) instead of wsolevaluation's
+            ``RETR_TREE``. Not the protocol: a diagnostic under which an inverted map (high on the
+            background) cannot score through the hole the object leaves.
         num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
@@ -48,13 +52,15 @@ class MaxBoxAcc(Metric):
     full_state_update = False
 
     def __init__(self, iou_thresholds: Sequence[int] = (30, 50, 70), cam_curve_interval: float = 0.001,
-                 multi_contour: bool = True, num_threads: int | None = None, **kwargs: Any) -> None:
+                 multi_contour: bool = True, num_threads: int | None = None, outer_contours_only: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if len(iou_thresholds) == 0 or any(not 0 < d <= 100 for d in iou_thresholds):
             raise ValueError(f"iou_thresholds must be percentages in (0, 100]; got {iou_thresholds}.")
         self.iou_thresholds = tuple(int(d) for d in iou_thresholds)
         self.cam_curve_interval = float(cam_curve_interval)
         self.multi_contour = bool(multi_contour)
+        self.outer_contours_only = bool(outer_contours_only)
         self.num_threads = num_threads
         self.thresholds = F.cam_thresholds(cam_curve_interval)
         shape = (len(self.iou_thresholds), len(self.thresholds))
@@ -94,7 +100,7 @@ class MaxBoxAcc(Metric):
         if batch == 0:
             return
         best = F.best_iou_per_threshold(F.quantize_maps(maps), boxes, self.thresholds, self.multi_contour,
-                                        num_threads=self.num_threads)
+                                        num_threads=self.num_threads, outer_only=self.outer_contours_only)
         deltas = np.array([d / 100 for d in self.iou_thresholds])
         hits = best[None, :, :] >= deltas[:, None, None]  # (D, B, T)
         device = self.gt_known_hits.device

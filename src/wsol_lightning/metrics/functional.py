@@ -80,9 +80,10 @@ def quantize_maps(maps: ArrayLike) -> np.ndarray:
     return np.ascontiguousarray((to_numpy(maps) * 255).astype(np.uint8))
 
 
-def _contours(map_uint8: np.ndarray, level: int) -> Sequence[np.ndarray]:
+def _contours(map_uint8: np.ndarray, level: int, outer_only: bool = False) -> Sequence[np.ndarray]:
     _, binary = cv2.threshold(map_uint8, int(level), 255, cv2.THRESH_BINARY)
-    return cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    mode = cv2.RETR_EXTERNAL if outer_only else cv2.RETR_TREE
+    return cv2.findContours(binary, mode, cv2.CHAIN_APPROX_SIMPLE)[-2]
 
 
 def _contour_box(contour: np.ndarray, height: int, width: int) -> list[int]:
@@ -90,7 +91,8 @@ def _contour_box(contour: np.ndarray, height: int, width: int) -> list[int]:
     return [x, y, min(x + w, width - 1), min(y + h, height - 1)]
 
 
-def boxes_from_map(map_uint8: np.ndarray, level: int, multi_contour: bool = True) -> np.ndarray:
+def boxes_from_map(map_uint8: np.ndarray, level: int, multi_contour: bool = True,
+                   outer_only: bool = False) -> np.ndarray:
     """Mine boxes from one quantised map at one integer level with OpenCV, exactly as wsolevaluation.
 
     Args:
@@ -98,6 +100,8 @@ def boxes_from_map(map_uint8: np.ndarray, level: int, multi_contour: bool = True
         level: integer level; a pixel is on iff ``map_uint8 > level``.
         multi_contour: every ``RETR_TREE`` contour, holes included (V2), or only the largest by
             ``cv2.contourArea`` (V1, ties to the first in OpenCV order).
+        outer_only: ``RETR_EXTERNAL`` instead of ``RETR_TREE``: outer contours of the top-level
+            components only (no hole contour, nothing nested inside a hole).
 
     Returns:
         ``(k, 4)`` int64 boxes ``x0, y0, x1, y1`` in OpenCV's contour order; ``[[0, 0, 0, 0]]`` when no
@@ -106,7 +110,7 @@ def boxes_from_map(map_uint8: np.ndarray, level: int, multi_contour: bool = True
     """
     u = np.ascontiguousarray(to_numpy(map_uint8), dtype=np.uint8)
     height, width = u.shape
-    contours = _contours(u, level)
+    contours = _contours(u, level, outer_only)
     if len(contours) == 0:
         return np.zeros((1, 4), np.int64)
     if not multi_contour:
@@ -203,7 +207,7 @@ def _best_iou_at_levels_v1(maps_uint8: np.ndarray, gt: np.ndarray, offsets: np.n
 
 
 def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi_contour: bool = True,
-                       num_threads: int | None = None) -> np.ndarray:
+                       num_threads: int | None = None, outer_only: bool = False) -> np.ndarray:
     """Best IoU (any mined box x any GT box) at every uint8 level.
 
     V2 (``multi_contour=True``) runs the exact union-find sweep of :mod:`._sweep` (all 256 levels at once).
@@ -215,6 +219,9 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi
         boxes: ``B`` GT boxes ``(n_i, 4)``, ``n_i >= 1``.
         multi_contour: V2 (True) or V1 (False).
         num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
+        outer_only: V2 over the object contours only (OpenCV ``RETR_EXTERNAL``: no hole contour, nothing
+            nested in a hole), so an inverted map cannot score through the hole the object leaves. V1
+            ignores it (its largest contour is always an outer one).
 
     Returns:
         ``(B, 256)`` float64; ``[b, L]`` is the best IoU when image ``b`` is binarised at level ``L``.
@@ -223,12 +230,13 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
     gt, offsets = check_boxes(boxes, u.shape[0])
     if multi_contour:
-        return best_iou_per_level_v2(u, gt, offsets, num_threads)
+        return best_iou_per_level_v2(u, gt, offsets, num_threads, outer_only)
     return _best_iou_at_levels_v1(u, gt, offsets, np.tile(np.arange(NUM_LEVELS), (u.shape[0], 1)))
 
 
 def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], thresholds: np.ndarray,
-                           multi_contour: bool = True, num_threads: int | None = None) -> np.ndarray:
+                           multi_contour: bool = True, num_threads: int | None = None,
+                           outer_only: bool = False) -> np.ndarray:
     """Best IoU per image and threshold, wsolevaluation's ``sliced_multiple_iou`` for a batch.
 
     Args:
@@ -237,6 +245,7 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
         thresholds: ``(T,)`` float64 grid (:func:`cam_thresholds`).
         multi_contour: V2 (True) or V1 (False).
         num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
+        outer_only: object contours only (see :func:`best_iou_per_level`).
 
     Returns:
         ``(B, T)`` float64.
@@ -248,7 +257,7 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
     if not multi_contour:
         gt, offsets = check_boxes(boxes, u.shape[0])
         return _best_iou_at_levels_v1(u, gt, offsets, levels)
-    return np.take_along_axis(best_iou_per_level(u, boxes, True, num_threads), levels, axis=1)
+    return np.take_along_axis(best_iou_per_level(u, boxes, True, num_threads, outer_only), levels, axis=1)
 
 
 def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],

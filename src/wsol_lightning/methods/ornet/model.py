@@ -79,6 +79,17 @@ def tap_channels(trunk: Trunk, tap: LowLevelTap, image_size: int = 64) -> tuple[
     return x.shape[1], image_size // x.shape[-1]
 
 
+def kaiming_fan_out_(conv: nn.Conv2d) -> None:
+    """He-normal init, ``mode="fan_out"``, ReLU gain (std ``sqrt(2 / (C_out k k))``), as the released code.
+
+    The released ``CoarseModel`` applies it to every ``Conv2d`` of the generator, the map head and the
+    auxiliary head (``models/model.py``); BatchNorm keeps PyTorch's (1, 0).
+    """
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 class DoubleConv(nn.Sequential):
     """Two ``conv3x3 -> BN -> LeakyReLU`` layers."""
 
@@ -134,7 +145,7 @@ class UNetDecoder(nn.Module):
         self.up3 = Up(u2, in_channels, out_channels, bn_momentum)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
+                kaiming_fan_out_(module)
 
     def blocks(self) -> list[nn.Module]:
         """Return the six blocks in order (down1..3, up1..3)."""
@@ -155,6 +166,7 @@ class MapHead(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, 1, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(1)
+        kaiming_fan_out_(self.conv)
 
     def forward(self, class_maps: Tensor) -> Tensor:
         """``(B, K, h, w)`` -> ``(B, 1, h, w)`` in (0, 1)."""
@@ -212,6 +224,7 @@ class CoarseNet(_GeneratorMixin):
         super().__init__()
         self._build(backbone, num_classes, pretrained, tap, decoder_channels, up_channels, full_trunk=True)
         self.aux_head = nn.Conv2d(num_classes, num_classes, 1, bias=False)
+        kaiming_fan_out_(self.aux_head)
         self.classifier = nn.Linear(self.trunk.channels[-1], num_classes)
         self.reinit_stages(reinit_last_stages)
 
@@ -270,6 +283,9 @@ class RefineNet(_GeneratorMixin):
 class EvaluatorNet(nn.Module):
     """The evaluator ``F^e``: a timm classifier (VGG16 with its FC/dropout head by default).
 
+    With ``num_classes != 1000`` the last layer is new; a linear one gets PyTorch's default init, as the
+    released code's ``nn.Linear(4096, num_classes)`` (timm would draw it from N(0, 0.01), bias 0).
+
     Args:
         backbone: timm model name.
         num_classes: number of classes.
@@ -282,6 +298,9 @@ class EvaluatorNet(nn.Module):
                  drop_rate: float = 0.5) -> None:
         super().__init__()
         self.model = create_timm_model(backbone, pretrained, num_classes=num_classes, drop_rate=drop_rate)
+        head = self.head()
+        if num_classes != 1000 and isinstance(head, nn.Linear):
+            head.reset_parameters()
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` -> logits ``(B, C)``."""

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from wsol_lightning.methods.base import WSOLModule
 from wsol_lightning.methods.ornet import handoff
-from wsol_lightning.methods.ornet.erasing import attentive_erase
+from wsol_lightning.methods.ornet.erasing import ErasingUniforms, attentive_erase
 from wsol_lightning.methods.ornet.loss import classification_loss, refinement_area_loss, weighted_entropy_loss
 from wsol_lightning.methods.ornet.model import CoarseNet, EvaluatorNet, LowLevelTap, RefineNet
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
@@ -69,6 +69,9 @@ class ORNet(WSOLModule):
         trainable_decoder_blocks: decoder blocks trained by ``refine`` (the last ones).
         frozen_train_mode: let frozen parts follow ``train()`` like the released code (BatchNorm
             statistics drift, evaluator dropout active); ``False`` keeps them in eval mode.
+        cosine_per_step: with ``lr_scheduler="cosine"``, anneal once per optimizer step over the whole run
+            (``CosineAnnealingLR(T_max=iterations x epochs)`` stepped every iteration, as
+            ``train_evaluator.py`` and ``train_2nd_step.py``); ``False``: once per epoch.
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
 
     """
@@ -96,7 +99,7 @@ class ORNet(WSOLModule):
         entropy_mu: float = 0.5,
         entropy_sigma: float = 0.1,
         entropy_beta: float = 0.0,
-        area_class_term: bool = False,
+        area_class_term: bool = True,
         area_rank_start: int = 4,
         area_rank_end: int = 25,
         erase_prob: float = 0.5,
@@ -108,6 +111,7 @@ class ORNet(WSOLModule):
         erase_seed: int | None = None,
         trainable_decoder_blocks: int = 2,
         frozen_train_mode: bool = False,
+        cosine_per_step: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
@@ -203,6 +207,16 @@ class ORNet(WSOLModule):
                 module.eval()
         return self
 
+    def configure_optimizers(self) -> Any:
+        """:meth:`WSOLModule.configure_optimizers`, with the cosine schedule per step when ``cosine_per_step``."""
+        config = super().configure_optimizers()
+        if self.hparams.lr_scheduler != "cosine" or not self.hparams.cosine_per_step:
+            return config
+        optimizer = config["optimizer"]
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
     # ------------------------------------------------------------------ WSOLModule interface
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``logits`` (the evaluator's for ``evaluator``/``refine``), plus ``map``/``class_maps``."""
@@ -224,10 +238,26 @@ class ORNet(WSOLModule):
             loss_cls = hp.ce_weight * classification_loss(outputs["logits"], labels)
             loss_aux = hp.aux_weight * classification_loss(outputs["aux_logits"], labels)
             return {"loss_cls": loss_cls, "loss_aux": loss_aux, "loss": loss_cls + loss_aux}
+        return self.refine_losses(images, labels)
+
+    def refine_losses(self, images: Tensor, labels: Tensor, uniforms: ErasingUniforms | None = None
+                      ) -> dict[str, Tensor]:
+        """The ``refine`` phase's weighted loss terms and their sum (what :meth:`training_losses` returns).
+
+        Args:
+            images: ``(B, 3, H, W)`` images.
+            labels: ``(B,)`` class indices.
+            uniforms: the erasing draws to use (``None``: drawn from ``erase_seed``'s or the global generator).
+
+        Returns:
+            ``loss_cls``, ``loss_area``, ``loss_entropy`` and ``loss`` (scalars).
+
+        """
+        hp = self.hparams
         outputs = self.net(images)
         maps = outputs["map"]
         erased = attentive_erase(maps, hp.erase_prob, hp.erase_alpha_max, hp.erase_min_half, hp.erase_scale,
-                                 hp.erase_shift, hp.per_sample_alpha, self._generator(maps.device))
+                                 hp.erase_shift, hp.per_sample_alpha, self._generator(maps.device), uniforms)
         masks = F.interpolate(erased.maps, size=images.shape[-2:], mode="nearest")
         logits = self.eval_classifier(images * masks)
         loss_cls = hp.ce_weight * classification_loss(logits, labels)

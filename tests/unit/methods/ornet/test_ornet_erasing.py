@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wsol_lightning.methods.ornet.erasing import attentive_erase
+from wsol_lightning.methods.ornet.erasing import ErasingUniforms, attentive_erase
 
 
 def blob_maps(batch: int, size: int = 40, seed: int = 0) -> torch.Tensor:
@@ -38,7 +38,8 @@ def test_erased_set_is_inside_the_above_threshold_region_and_the_peak_rectangle(
         peak = int(flat[b].argmax())
         py, px = peak // p.shape[-1], peak % p.shape[-1]
         assert ys.min() <= py <= ys.max() and xs.min() <= px <= xs.max()
-        assert (ys - py).abs().max() >= 4 and (xs - px).abs().max() >= 4  # half-size >= min_half
+        # half-size h >= min_half = 4 and the released rectangle keeps |row - peak| < h: offsets reach 3
+        assert (ys - py).abs().max() >= 3 and (xs - px).abs().max() >= 3
 
 
 def test_drop_probability_equals_rescaled_activation_and_outside_is_rescaled_only():
@@ -106,3 +107,31 @@ def test_accepts_three_dimensional_maps_and_rejects_others():
     assert attentive_erase(maps).maps.shape == maps.shape
     with pytest.raises(ValueError, match="maps must be"):
         attentive_erase(maps[0])
+
+
+def test_released_geometry_on_a_hand_computed_map():
+    """Extent = max - min, rows max(c - h, 0) < r < c + h (exclusive), row/column 0 never erased."""
+    maps = torch.full((1, 1, 20, 20), 0.1)
+    maps[0, 0, 0:12, 0:14] = 0.9     # S: rows 0..11 (extent 11), columns 0..13 (extent 13)
+    maps[0, 0, 2, 3] = 0.95           # the peak, near the corner
+    # half_h = 4 + floor(0.5 * (11 // 2 - 4)) = 4; half_w = 4 + floor(0.99 * (13 // 2 - 4)) = 5
+    u = ErasingUniforms(alpha=torch.tensor([0.5]), coin=torch.tensor([0.0]), half_h=torch.tensor([0.5]),
+                        half_w=torch.tensor([0.99]), noise=torch.ones(1, 20, 20))
+    out = attentive_erase(maps, uniforms=u)
+    expected = torch.zeros(20, 20, dtype=torch.bool)
+    expected[1:6, 1:8] = True         # rows 0 < r < 2 + 4, columns 0 < c < 3 + 5
+    assert torch.equal(out.region[0], expected)
+    assert torch.equal(out.dropped[0], expected)  # a pixel is kept iff noise < 1 - a: noise 1 drops all of E
+    assert out.erased.tolist() == [True] and out.valid.tolist() == [True]
+
+
+def test_a_single_pixel_erase_set_is_not_erased_as_released():
+    maps = torch.full((1, 1, 20, 20), 0.1)
+    maps[0, 0, 0:11, 0] = 0.9         # S: column 0 only (never erased) plus one pixel in column 1
+    maps[0, 0, 0:11, 10] = 0.9        # a far column makes the width extent 10 (valid)
+    maps[0, 0, 5, 1] = 0.95           # the peak; E = S & R = {(5, 1)}, a single pixel
+    u = ErasingUniforms(alpha=torch.tensor([0.5]), coin=torch.tensor([0.0]), half_h=torch.tensor([0.0]),
+                        half_w=torch.tensor([0.0]), noise=torch.ones(1, 20, 20))
+    out = attentive_erase(maps, uniforms=u)
+    assert out.valid.tolist() == [True] and out.erased.tolist() == [False]
+    assert not out.region.any() and torch.allclose(out.maps, 0.6 * maps + 0.2)

@@ -34,7 +34,9 @@ def test_coarse_shapes_at_224(backbone):
     assert out["logits"].shape == out["aux_logits"].shape == (1, 7)
     assert out["class_maps"].shape == (1, 7, side, side)
     assert out["map"].shape == (1, 1, side, side)
-    assert 0 < float(out["map"].min()) and float(out["map"].max()) < 1
+    # a sigmoid; with the released He init of the map head and untrained BN it may saturate in float32
+    assert 0 <= float(out["map"].min()) and float(out["map"].max()) <= 1
+    assert out["map"].std() > 0
 
 
 def test_declared_taps_and_generic_fallback():
@@ -107,3 +109,25 @@ def test_evaluator_net_is_a_timm_classifier_with_dropout():
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 6)
     assert net.head() is net.model.fc
     assert net.model.drop_rate == 0.5
+
+
+def test_new_layers_are_initialised_as_released():
+    """He-normal fan_out (ReLU gain) on every generator / head conv, as ``CoarseModel``; PyTorch's Linear
+    default on the evaluator's new last layer, as ``Evaluator``'s ``nn.Linear(4096, num_classes)``."""
+    torch.manual_seed(0)
+    classes = 200
+    net = CoarseNet("resnet18", num_classes=classes)
+    expected = {  # std sqrt(2 / (C_out k k)); PyTorch's default would be 1 / sqrt(3 C_in k k)
+        "map_head.conv": ((2 / 9) ** 0.5, net.map_head.conv.weight),                     # K -> 1, 3x3
+        "aux_head": ((2 / classes) ** 0.5, net.aux_head.weight),                         # K -> K, 1x1
+        "decoder.up3.conv.3": ((2 / (classes * 9)) ** 0.5, net.decoder.up3.conv[3].weight),
+        "decoder.down1.0": ((2 / (128 * 9)) ** 0.5, net.decoder.down1[0].weight),
+    }
+    for name, (std, weight) in expected.items():
+        assert float(weight.std()) == pytest.approx(std, rel=0.06), name
+        assert abs(float(weight.mean())) < 0.1 * std, name
+    head = EvaluatorNet("vgg16", num_classes=classes).head()
+    bound = 1 / 4096**0.5
+    assert float(head.weight.abs().max()) <= bound and float(head.weight.std()) == pytest.approx(
+        bound / 3**0.5, rel=0.02)
+    assert float(head.bias.abs().max()) <= bound and float(head.bias.abs().min()) > 0  # not timm's zeros

@@ -1,5 +1,6 @@
 """ORNet's phases: frozen/trainable sets, eval-mode freezing, losses per phase, checkpoint hand-off."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,24 @@ def test_refine_needs_its_checkpoints_and_phase_is_checked():
         ORNet(phase="refine", **SMALL)
     with pytest.raises(ValueError, match="phase must be one of"):
         ORNet(phase="fine", **SMALL)
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_cosine_is_annealed_per_iteration_as_released(per_step):
+    """``CosineAnnealingLR(T_max=iterations x epochs)`` stepped every iteration (``train_2nd_step.py``)."""
+    from types import SimpleNamespace
+
+    module = ORNet(phase="evaluator", backbone="resnet18", num_classes=5, optimizer="adam", lr=1e-4,
+                   weight_decay=0.0, head_lr_mult=1.0, head_bias_lr_mult=1.0, lr_scheduler="cosine",
+                   cosine_per_step=per_step)
+    module._trainer = SimpleNamespace(max_epochs=3, estimated_stepping_batches=30)
+    config = module.configure_optimizers()
+    scheduler, optimizer = config["lr_scheduler"]["scheduler"], config["optimizer"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["weight_decay"] == 0
+    assert config["lr_scheduler"]["interval"] == ("step" if per_step else "epoch")
+    assert scheduler.T_max == (30 if per_step else 3)
+    for _ in range(15 if per_step else 1):
+        optimizer.step()
+        scheduler.step()
+    expected = 0.5e-4 if per_step else 1e-4 * 0.5 * (1 + math.cos(math.pi / 3))
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([expected] * 4, rel=1e-9)
