@@ -231,6 +231,11 @@ def main(args: Any = None) -> None:
 
         convert_main(argv[1:], WSOLCLI)
         return
+    if isinstance(argv, (list, tuple)) and argv and argv[0] == "eval":  # score maps you supply: wsol eval -h
+        from wsol_lightning.evaluate_maps import main as evaluate_maps
+
+        evaluate_maps(list(argv[1:]))
+        return
     try:
         WSOLCLI(args=args)
     except (CheckpointError, NoLastCheckpointError) as err:  # a refused checkpoint: the message, no traceback
