@@ -11,20 +11,30 @@
 ``forward(images)`` returns the method's outputs (``logits``, features, ...). :func:`load_method` rebuilds
 the whole method (a LightningModule usable as a plain ``nn.Module``: ``localization_maps``,
 ``normalize_to_image``, ``predict_step``).
+
+Nothing here runs code from a file: checkpoints are read with ``weights_only=True``
+(:func:`wsol_lightning.checkpoints.read_checkpoint`), and the class a checkpoint or ``config.json`` names is
+only used when it is an already imported :class:`~wsol_lightning.methods.WSOLModule` subclass (a file cannot
+make the library import a module or call an arbitrary function). Both files are written atomically (a
+temporary file renamed over the destination), so an interrupted export never leaves half a file.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
+
+from wsol_lightning.atomic import atomic_open
+from wsol_lightning.checkpoints import CheckpointError, checkpoint_hparams, read_checkpoint
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -36,9 +46,24 @@ def _class_path(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def resolve_method_class(class_path: str, source: str | Path) -> type:
+    """The method class a checkpoint or export names, if it is an already imported ``WSOLModule`` subclass.
+
+    Raises:
+        CheckpointError: the class is unknown or not a method (naming ``source`` and the class path).
+
+    """
+    from wsol_lightning.methods import WSOLModule  # also imports every built-in method
+
+    module_name, _, name = str(class_path).rpartition(".")
+    module = sys.modules.get(module_name)
+    cls = getattr(module, name, None) if module is not None else None
+    if module is None:
+        raise CheckpointError(f"{source}: names the class {class_path!r}, whose module is not imported; import "
+                              "the module that defines it first (a file never makes the library import code)")
+    if not (isinstance(cls, type) and issubclass(cls, WSOLModule)):
+        raise CheckpointError(f"{source}: {class_path!r} is not a wsol_lightning method (a WSOLModule subclass)")
+    return cls
 
 
 def _jsonable(value: Any) -> Any:
@@ -72,7 +97,7 @@ def export_network(method: nn.Module | str | Path, output_dir: str | Path,
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": "pt", "wsol_lightning": str(FORMAT_VERSION)})
+    weights = safetensors_bytes(state, metadata={"format": "pt", "wsol_lightning": str(FORMAT_VERSION)})
     hparams = dict(getattr(method, "hparams", {}))
     threshold = getattr(method, "operating_threshold", None)
     threshold = None if threshold is None or math.isnan(float(threshold)) else float(threshold)
@@ -85,29 +110,36 @@ def export_network(method: nn.Module | str | Path, output_dir: str | Path,
         "class_names": class_names,
         "weights": WEIGHTS,
     }
-    (out / CONFIG).write_text(json.dumps(config, indent=2))
+    # Both files are written in full to temporary files before either replaces its destination.
+    with atomic_open(out / WEIGHTS, "wb") as weights_file, atomic_open(out / CONFIG, "w", encoding="utf-8") as text:
+        weights_file.write(weights)
+        text.write(json.dumps(config, indent=2))
     return out
 
 
 def load_checkpoint(path: str | Path, method_class: type | None = None,
                     map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a Lightning checkpoint of any method, in eval mode.
+    """Load a Lightning checkpoint of any method, in eval mode (``weights_only``: never runs code from the file).
 
     Args:
         path: checkpoint file.
         method_class: the method's class; default: read from the checkpoint (runs of the ``wsol`` CLI
-            store it as ``_class_path``).
+            store it as ``_class_path``; it must be an imported ``WSOLModule`` subclass).
         map_location: device to load onto.
+
+    Raises:
+        CheckpointError: the file holds pickled code, is unreadable, or names no (or an unknown) method class.
 
     """
     if method_class is None:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-        cls_path = ckpt.get("hyper_parameters", {}).get("_class_path")
+        cls_path = checkpoint_hparams(read_checkpoint(path)).get("_class_path")
         if cls_path is None:
-            raise ValueError(f"{path}: the checkpoint does not name its class (not saved by the `wsol` CLI); "
-                             "pass method_class=<Method>")
-        method_class = _import(cls_path)
-    return method_class.load_from_checkpoint(str(path), map_location=map_location).eval()
+            raise CheckpointError(f"{path}: the checkpoint does not name its class (not saved by the `wsol` CLI); "
+                                  "pass method_class=<Method>")
+        method_class = resolve_method_class(cls_path, path)
+    else:
+        read_checkpoint(path)  # the same checks and messages before Lightning loads it
+    return method_class.load_from_checkpoint(str(path), map_location=map_location, weights_only=True).eval()
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -123,7 +155,7 @@ def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> n
     config = read_config(path)
     hparams = {k: v for k, v in config["hparams"].items() if not k.startswith("_")}
     hparams["pretrained"] = False  # the exported weights replace any pretrained ones
-    method = _import(config["method"])(**hparams)
+    method = resolve_method_class(config["method"], Path(path) / CONFIG)(**hparams)
     state = load_file(str(Path(path) / config["weights"]), device=str(map_location))
     network_of(method).load_state_dict(state, strict=True)
     if config.get("operating_threshold") is not None and hasattr(method, "operating_threshold"):

@@ -8,15 +8,17 @@ honoured as W&B itself honours them.
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
 import socket
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 
@@ -98,9 +100,30 @@ class WSOLWandbLogger(WandbLogger):
             kwargs.setdefault("mode", "offline")
         elif os.environ.get("WANDB_MODE", "").lower() == "disabled":
             kwargs.setdefault("mode", "disabled")
+        Path(save_dir).mkdir(parents=True, exist_ok=True)  # W&B warns "git root ... does not exist" otherwise
         super().__init__(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model,
                          **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # Lightning passes None; W&B warns that it has no effect
+            self._wandb_init.pop("anonymous", None)
         self.offline_reason = reason
+        self._logged_hparams: dict[str, str] = {}
         if offline and reason:
             where = Path(save_dir) / "wandb" / "offline-run-*"
             rank_zero_info(f"W&B offline ({reason}): sync later with `wandb sync {where}`")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
+        """Log hyperparameters once: keys already sent with the same value are skipped.
+
+        Lightning logs the module's hyperparameters again at every ``fit``/``test``/``validate`` call (e.g. the
+        test after ``fit``); the run config then changes only where a value really changed.
+        """
+        params = vars(params) if isinstance(params, Namespace) else dict(params)
+        fresh = {}
+        for key, value in params.items():
+            encoded = json.dumps(value, default=str, sort_keys=True)
+            if self._logged_hparams.get(key) != encoded:
+                fresh[key] = value
+                self._logged_hparams[key] = encoded
+        if fresh:
+            super().log_hyperparams(fresh)

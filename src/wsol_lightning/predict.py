@@ -36,6 +36,39 @@ def to_original_frame(scoremap: np.ndarray, width: int, height: int) -> np.ndarr
     return np.clip(cv2.resize(scoremap, (int(width), int(height)), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
+#: Storage dtypes of saved maps: ``uint8`` stores the protocol's quantisation ``uint8(map * 255)``.
+MAP_DTYPES = ("float32", "float16", "uint8")
+
+
+def stored_map(scoremap: np.ndarray, max_side: int | None = 1024, dtype: str = "float16") -> np.ndarray:
+    """The array saved for a map: at most ``max_side`` pixels on its long side, in ``dtype``.
+
+    Args:
+        scoremap: ``(H, W)`` float map in [0, 1] (original frame).
+        max_side: longest side kept (area-averaged downsampling, aspect ratio kept; ``None``: full size).
+        dtype: ``"float32"``, ``"float16"`` (values in [0, 1]) or ``"uint8"`` (``uint8(map * 255)`` truncated,
+            the metrics' quantisation, so ``stored > int(t * stored.max())`` is the protocol's mask at the
+            stored size).
+
+    Returns:
+        ``(h, w)`` array with ``max(h, w) <= max_side``.
+
+    """
+    if dtype not in MAP_DTYPES:
+        raise ValueError(f"map dtype must be one of {MAP_DTYPES}, got {dtype!r}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"map max_side must be >= 1 or None, got {max_side}")
+    scoremap = np.asarray(scoremap, dtype=np.float32)
+    height, width = scoremap.shape
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        scoremap = np.clip(cv2.resize(scoremap, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    if dtype == "uint8":
+        return quantize_maps(scoremap[None])[0]
+    return scoremap.astype(dtype)
+
+
 def threshold_mask(scoremap: np.ndarray, threshold: float) -> np.ndarray:
     """Binary ``(H, W)`` bool mask of a map at ``threshold``, binarised exactly as the metrics do."""
     u = quantize_maps(np.asarray(scoremap)[None])[0]

@@ -35,6 +35,8 @@ class WSOLBatch(TypedDict, total=False):
         index: ``(B,)`` int64 position of each sample in its dataset (for exports and de-duplication).
         image_id: list of ``B`` str identifiers (relative paths).
         orig_size: ``(B, 2)`` int64 original ``(width, height)`` of each image.
+        num_skipped: int64 scalar, samples of this batch dropped as unreadable (``skip_bad``); a
+            batch whose every sample was dropped holds only this key.
     """
 
     image: Tensor
@@ -46,6 +48,7 @@ class WSOLBatch(TypedDict, total=False):
     index: Tensor
     image_id: list[str]
     orig_size: Tensor
+    num_skipped: Tensor
 
 
 class WSOLPrediction(TypedDict, total=False):

@@ -31,7 +31,7 @@ def test_cli_fit_validate_test_predict_fast_dev_run(tmp_path: Path, synthetic_ca
     assert fit.trainer.state.finished
     assert "test/maxboxacc_v2" in fit.trainer.callback_metrics
     cli = WSOLCLI(args=["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"])
-    ckpt = next(Path(cli.trainer.log_dir).rglob("*.ckpt"))
+    ckpt = next(Path(cli.trainer.default_root_dir).rglob("*.ckpt"))  # <run dir>/checkpoints/last.ckpt
     threshold = float(cli.model.operating_threshold)
     assert 0.0 <= threshold < 1.0
     for sub in ("validate", "test"):

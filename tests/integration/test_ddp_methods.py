@@ -136,6 +136,16 @@ def test_two_process_evaluation_equals_single_process_exactly(cam_ddp_run: tuple
                                                                single["metrics"][key])
 
 
+def test_two_process_run_emits_no_sync_dist_warning(cam_ddp_run: tuple[Path, dict[str, Any]]):
+    """Epoch-level metrics are already reduced over processes (torchmetrics) and logged as such: Lightning's
+    "use sync_dist=True when logging on epoch level in distributed setting" warning never fires."""
+    work, result = cam_ddp_run
+    log = (work / "ddp.log").read_text()
+    assert result["world_size"] == 2 and "test/maxboxacc_v2" in result["metrics"]  # the run did log them
+    warned = [line for line in log.splitlines() if "sync_dist" in line]
+    assert not warned, warned[:5]
+
+
 @pytest.mark.parametrize("method", [m for m in methods() if m != "CAM"])
 def test_ddp_fit_and_test_every_method(method: str, tmp_path: Path, synthetic_cache: Path):
     result = run_runner(tmp_path / "run.json", [
@@ -150,6 +160,8 @@ def test_ddp_fit_and_test_every_method(method: str, tmp_path: Path, synthetic_ca
     assert "test/maxboxacc_v2" in metrics and "test/top1_cls" in metrics
     seen = sorted(i for r in rank_files(tmp_path / "run.json") for i in r["test_indices"])
     assert seen == list(range(NUM_TEST_IMAGES))
+    warned = [line for line in (tmp_path / "run.log").read_text().splitlines() if "sync_dist" in line]
+    assert not warned, warned[:5]  # every method logs its epoch-level metrics as already reduced
 
 
 def test_methods_are_discovered():
@@ -162,6 +174,7 @@ def _main(out: Path, cli_args: list[str]) -> None:
     import torch
     from lightning.pytorch.callbacks import Callback
 
+    from wsol_lightning.callbacks import LastCheckpoint
     from wsol_lightning.cli import WSOLCLI
 
     class Recorder(Callback):
@@ -180,7 +193,12 @@ def _main(out: Path, cli_args: list[str]) -> None:
                                batch: Any, batch_idx: int) -> None:
             if self.pause_at and trainer.global_step == self.pause_at:
                 (out.parent / "paused").write_text(str(trainer.global_step))
-                time.sleep(3600)  # the test SIGKILLs the process here, mid-epoch
+                # The test SIGKILLs the process here, mid-epoch, or sends SIGINT: LastCheckpoint's handler then
+                # ends the pause and the run saves last.ckpt at this step and stops.
+                last = [cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)]
+                deadline = time.monotonic() + 3600
+                while time.monotonic() < deadline and not any(cb.interrupt_requested for cb in last):
+                    time.sleep(0.05)
 
     recorder = Recorder()
     cli = WSOLCLI(args=cli_args, trainer_defaults={"callbacks": [recorder]})

@@ -27,7 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> 
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)]
     cli = WSOLCLI(args=["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
                         "--test_after_fit", "false"])
-    ckpt = next(Path(cli.trainer.log_dir).rglob("*.ckpt"))
+    ckpt = next(Path(cli.trainer.default_root_dir).rglob("*.ckpt"))  # <run dir>/checkpoints/last.ckpt
     return common, ckpt, float(cli.model.operating_threshold)
 
 
@@ -49,7 +49,7 @@ def test_predict_on_a_folder_writes_coco_with_masks_in_the_original_frame(traine
                   "--data.image_size", "64", "--data.num_workers", "0", "--data.batch_size", "2",
                   f"--trainer.callbacks+={WRITER}", "--trainer.callbacks.output_dir", str(out),
                   "--trainer.callbacks.save_maps", "true", "--trainer.callbacks.save_overlays", "true",
-                  "--return_predictions", "false"])
+                  "--trainer.callbacks.map_dtype", "float32", "--return_predictions", "false"])
     coco = COCO(str(out / "predictions.json"))
     images = sorted(coco.dataset["images"], key=lambda im: im["id"])
     assert [(im["file_name"], im["width"], im["height"]) for im in images] == [

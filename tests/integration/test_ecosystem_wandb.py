@@ -1,7 +1,8 @@
-"""An offline W&B run of the synthetic demo holds the config, every metric, the overlays and the curves."""
+"""An offline W&B run of the synthetic demo, read back: config once, metrics, native boxes, masks, tables, charts."""
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import time
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.loggers import WandbLogger
 
 from wsol_lightning.cli import WSOLCLI
 
@@ -40,67 +42,103 @@ def wandb_records(path: Path) -> Iterator:
             yield record
 
 
-def test_offline_wandb_run_holds_metrics_media_and_curves(tmp_path: Path, synthetic_cache: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture):
+def history_values(run_file: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """``{history key: [value_json per step]}`` and the config keys of a finished ``.wandb`` file.
+
+    W&B's service writes the file asynchronously: it is read again until its ``exit`` record is there.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        records = list(wandb_records(run_file)) if run_file.stat().st_size > 7 else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    history: dict[str, list[str]] = {}
+    config_keys: set[str] = set()
+    for record in records:
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            for item in record.history.item:
+                history.setdefault(item.key or "/".join(item.nested_key), []).append(item.value_json)
+        elif kind == "config":
+            config_keys |= {item.key or "/".join(item.nested_key) for item in record.config.update}
+    return history, config_keys
+
+
+def test_offline_wandb_run_holds_native_boxes_masks_tables_and_charts(
+        tmp_path: Path, synthetic_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture):
     import wandb
 
+    from wsol_lightning.loggers import WSOLWandbLogger
+
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))  # not created: the logger makes it (no git-root warning)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    (tmp_path / "wb").mkdir()
+    sent: list[set[str]] = []
+    original = WandbLogger.log_hyperparams
+
+    def spy(self, params):  # what reaches W&B's config, after the logger's de-duplication
+        sent.append(set(params))
+        return original(self, params)
+
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", spy)
     with caplog.at_level(logging.INFO):
         cli = WSOLCLI(args=[
             "fit", "--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path),
             "--data.data_dir", str(synthetic_cache), "--data.images_per_class", "24",
             "--data.val_per_class", "4", "--data.batch_size", "8", "--model.backbone", "test_resnet",
             "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
-            "--trainer.log_every_n_steps", "1",
-            "--trainer.enable_progress_bar", "false",
-            "--test_after_fit", "false",
+            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
             "--trainer.logger", "wsol_lightning.loggers.WSOLWandbLogger",
             "--trainer.callbacks+=wsol_lightning.callbacks.MapVisualizer",
             "--trainer.callbacks.num_images", "4", "--trainer.callbacks.save_dir", str(tmp_path / "png"),
-        ])
+        ])  # fit, then the test split (test_after_fit)
+        assert isinstance(cli.trainer.logger, WSOLWandbLogger)
         cli.trainer.logger.experiment.finish()  # flushes the run file (wandb.run may be another run)
         wandb.finish()
     assert "W&B offline" in caplog.text and "wandb sync" in caplog.text
+    output = capfd.readouterr().err + caplog.text
+    assert "anonymous setting has no effect" not in output and "git root" not in output
+    assert sum("config" in keys for keys in sent) == 1 and sum("lr" in keys for keys in sent) == 1, sent
+
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
     run = runs[0]
-
-    history: dict[str, int] = {}
-    config_keys: set[str] = set()
-    config_json = ""
-    run_file = next(run.glob("run-*.wandb"))
-    deadline = time.monotonic() + 30
-    while run_file.stat().st_size <= 7 and time.monotonic() < deadline:  # header only: not flushed yet
-        time.sleep(0.5)
-    kinds: dict[str, int] = {}
-    for record in wandb_records(run_file):
-        kind = record.WhichOneof("record_type")
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kind == "history":
-            for item in record.history.item:
-                key = item.key or "/".join(item.nested_key)
-                history[key] = history.get(key, 0) + 1
-        elif kind == "config":
-            for item in record.config.update:
-                config_keys.add(item.key)
-                if item.key == "config":
-                    config_json = item.value_json
+    history, config_keys = history_values(next(run.glob("run-*.wandb")))
     for key in ("train/loss", "train/loss_cls", "val/maxboxacc_v2", "val/pxap", "val/gt_known_loc",
-                "val/operating_threshold", "val/top1_cls"):
-        assert key in history, (key, sorted(history), kinds, run_file.stat().st_size)
-    for key in ("val/maps", "val/box_acc_curve", "val/pixel_pr_curve"):
-        assert f"{key}/_type" in history, key
+                "val/operating_threshold", "val/top1_cls", "test/maxboxacc_v2", "test/pxap"):
+        assert key in history, (key, sorted(history))
     assert {"backbone", "lr", "num_classes", "config"} <= config_keys  # hparams and the full CLI config
-    assert "SyntheticDataModule" in config_json and "MapVisualizer" in config_json
 
-    media = run / "files" / "media" / "images" / "val"
-    for stem in ("maps", "box_acc_curve", "pixel_pr_curve"):
-        assert len(list(media.glob(f"{stem}_*.png"))) == 2, stem  # one per validation epoch
-    pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
+    for stage, steps in (("val", 2), ("test", 1)):
+        # per-image wandb.Image with native boxes (GT + predicted) and masks (GT + predicted), one list per step
+        assert f"{stage}/maps/_type" in history, sorted(k for k in history if k.startswith(stage))
+        assert len(history[f"{stage}/maps/_type"]) == steps and history[f"{stage}/maps/count"][-1] == "4"
+        boxes = json.loads(history[f"{stage}/maps/all_boxes"][-1])
+        masks = json.loads(history[f"{stage}/maps/all_masks"][-1])
+        assert len(boxes) == len(masks) == 4
+        assert all({"ground_truth", "prediction"} <= set(m) for m in masks)
+        first = json.loads((run / "files" / boxes[0]["predictions"]["path"]).read_text())
+        gt = json.loads((run / "files" / boxes[0]["ground_truth"]["path"]).read_text())
+        assert gt["box_data"] and gt["box_data"][0]["box_caption"].startswith("GT ")
+        assert all("IoU" in b["box_caption"] and "iou" in b["scores"] for b in first["box_data"])
+        captions = json.loads(history[f"{stage}/maps/captions"][-1])
+        # the per-image table: one row per image, IoU and hit consistent with the captions
+        table = json.loads((run / "files" / json.loads(history[f"{stage}/results/path"][-1])).read_text())
+        assert table["columns"] == ["image", "image_id", "class", "pred_class", "score", "iou", "hit", "threshold"]
+        assert len(table["data"]) == 4
+        for row, caption in zip(table["data"], captions):
+            assert row[1] in caption and f"IoU {row[5]:.2f}" in caption and row[6] == (row[5] >= 0.5)
+            assert row[2] in ("circle", "square", "triangle", "cross")  # class names, not indices
+        # native charts: W&B custom charts (a vega spec over a logged table), not PNG images
+        for chart in ("box_acc_curve", "pixel_pr_curve"):
+            assert f"_wandb/visualize/{stage}/{chart}" in config_keys or any(
+                k.startswith(f"_wandb/visualize/{stage}/{chart}") for k in config_keys), (chart, sorted(config_keys))
+            assert f"{stage}/{chart}_table/_type" in history
+            assert f"{stage}/{chart}/_type" not in history  # no static image under the chart's key
+    curve = json.loads((run / "files" / json.loads(history["val/box_acc_curve_table/path"][-1])).read_text())
+    assert {"BoxAcc IoU>=30%", "BoxAcc IoU>=50%", "BoxAcc IoU>=70%"} <= {row[1] for row in curve["data"]}
+    pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))  # the local files stay, for any logger
     stems = ("box_acc_curve", "maps", "pixel_pr_curve")
-    assert pngs == [f"{s}_epoch{e:03d}.png" for s in stems for e in (0, 1)]
-    assert cli.trainer.callback_metrics["val/operating_threshold"] >= 0
+    assert pngs == sorted([f"{s}_epoch{e:03d}.png" for s in stems for e in (0, 1)] + [f"test_{s}.png" for s in stems])

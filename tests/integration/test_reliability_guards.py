@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from wsol_lightning.backbones import build_trunk
+from wsol_lightning.checkpoints import CheckpointError
 from wsol_lightning.cli import WSOLCLI
 from wsol_lightning.data import SyntheticDataModule
 from wsol_lightning.methods import CAM, NonFiniteLossError
@@ -137,11 +138,16 @@ def test_checkpoint_with_other_num_classes_names_the_classifier(cam_checkpoint: 
         CAM.load_from_checkpoint(cam_checkpoint, num_classes=5)
 
 
-def test_cli_rebuilds_the_checkpoints_model(cam_checkpoint: Path, tmp_path: Path, synthetic_cache: Path):
-    """``wsol test --ckpt_path`` takes the model's hyperparameters from the checkpoint (LightningCLI), so a
-    different ``--model.backbone`` on the command line cannot load mismatched weights."""
+def test_cli_refuses_another_backbone_and_rebuilds_the_checkpoints_model(cam_checkpoint: Path, tmp_path: Path,
+                                                                         synthetic_cache: Path):
+    """``wsol test --ckpt_path`` with a different ``--model.backbone`` is refused naming the key (it is not
+    silently replaced by the checkpoint's); with the checkpoint's backbone the model is rebuilt and tested."""
+    with pytest.raises(CheckpointError, match=r"model\.init_args\.backbone: the checkpoint has 'resnet10t', the "
+                                              r"config or command line gives 'test_resnet'"):
+        WSOLCLI(args=["test", *cli_args(synthetic_cache, tmp_path, "--ckpt_path", str(cam_checkpoint),
+                                        backbone="test_resnet")])
     cli = WSOLCLI(args=["test", *cli_args(synthetic_cache, tmp_path, "--ckpt_path", str(cam_checkpoint),
-                                          backbone="test_resnet")])
+                                          backbone="resnet10t")])
     assert cli.model.hparams.backbone == "resnet10t"
     assert "test/maxboxacc_v2" in cli.trainer.callback_metrics
 

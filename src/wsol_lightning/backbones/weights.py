@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 
@@ -63,7 +64,11 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = False) 
 
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:  # weights_only refused a pickled object (code): name the file
+            raise ValueError(f"{path}: refused to load as weights: it holds pickled objects, not only tensors "
+                             f"(nothing was executed). Save a plain state dict. ({err})") from err
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -11,17 +11,32 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from PIL import Image
-from tqdm.auto import tqdm
 
 from wsol_lightning import predict as P
+from wsol_lightning.atomic import atomic_write_text, atomic_write_with
+from wsol_lightning.callbacks import prediction_records as R
 from wsol_lightning.callbacks import render
 from wsol_lightning.metrics.functional import boxes_at_threshold
 
 
+def read_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read a COCO ground-truth JSON, checked before predicting (errors name the file)."""
+    path = Path(path)
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"COCO ground truth {path} cannot be read: {err}") from err
+    missing = [k for k in ("images", "annotations") if not isinstance(gt, dict) or k not in gt]
+    if missing or not all("file_name" in im and "id" in im for im in gt["images"]):
+        raise ValueError(f"COCO ground truth {path} needs 'images' (with 'id' and 'file_name') and 'annotations'"
+                         + (f"; missing {missing}" if missing else ""))
+    return gt
+
+
 class COCOPredictionWriter(BasePredictionWriter):
-    """Write predictions as COCO files, in the ORIGINAL image frame.
+    """Write predictions as COCO files, in the ORIGINAL image frame, incrementally and atomically.
 
     For each image: the map of the top-1 class (resized from the model input to the original size
     given by the batch's ``orig_size``), binarised at the operating threshold exactly as the metrics do,
@@ -29,15 +44,24 @@ class COCOPredictionWriter(BasePredictionWriter):
     given, else the module's (chosen on val, stored in the checkpoint). Files in ``output_dir``:
 
     * ``predictions.json``: a COCO *dataset* (``images``, ``annotations`` with ``bbox``, ``score`` and, on
-      each image's first box, ``segmentation``; ``categories``): pseudo-labels a detector can train on;
+      each image's first box, ``segmentation``; ``categories``): pseudo-labels a detector can train on; plus
+      ``skipped`` (``file_name``, ``index``, ``reason`` of each unreadable input, which is NOT in ``images``)
+      and ``info.complete`` (False when the run stopped early);
     * ``results_bbox.json`` / ``results_segm.json``: COCO *result* lists (``image_id``, ``category_id``,
       ``bbox`` or ``segmentation``, ``score``) for ``COCO.loadRes`` / COCOeval;
-    * ``maps/<id>.npy`` (float32, original frame) and ``overlays/<id>.png`` (model input frame) on request;
+    * ``maps/<id>.npy`` and ``overlays/<id>.png`` (model input frame) on request; a map is the original
+      frame capped at ``map_max_side`` pixels on its long side, stored as ``map_dtype``;
     * ``coco_eval.json``: COCOeval box and mask AP where ground truth exists (``ground_truth`` JSON, or
       boxes/masks of the predicted split's dataset).
 
+    Nothing is lost on a crash: every batch's records are appended to ``records_rank<r>.jsonl`` and flushed;
+    the JSON files (and each map/overlay) are written to a temporary file and renamed, so they are complete or
+    absent. If the run stops on an exception, the files are written from the images done so far (marked
+    ``info.complete = false``); after a hard kill, ``python -m wsol_lightning.callbacks.prediction_records
+    OUTPUT_DIR`` rebuilds them. Final JSON files of an earlier run in ``output_dir`` are removed at start.
+
     Image ids are the dataset positions (``batch["index"]``); ``file_name`` is the batch's ``image_id``.
-    Under DDP every rank writes a part and rank 0 merges them.
+    Under DDP every rank writes its records and rank 0 merges them.
 
     Args:
         output_dir: output folder.
@@ -45,6 +69,10 @@ class COCOPredictionWriter(BasePredictionWriter):
         max_boxes: keep the largest ``max_boxes`` boxes per image (``None``: all contours).
         save_maps: write ``maps/<id>.npy``.
         save_overlays: write ``overlays/<id>.png``.
+        map_max_side: longest side of a stored map (default 1024: a 6000x4000 photo stores 1024x683; ``None``:
+            the full original frame). Boxes and masks are always computed at the full original size.
+        map_dtype: ``"float16"`` (default, values in [0, 1]), ``"float32"`` or ``"uint8"`` (the metrics'
+            ``uint8(map * 255)``).
         evaluate: run COCOeval where ground truth exists.
         ground_truth: optional COCO ground-truth JSON whose ``file_name`` values match the image ids.
         category_ids: COCO category id of each class (default: the datamodule's ``category_ids`` or
@@ -54,57 +82,97 @@ class COCOPredictionWriter(BasePredictionWriter):
 
     def __init__(self, output_dir: str = "predictions", threshold: float | None = None,
                  max_boxes: int | None = None, save_maps: bool = False, save_overlays: bool = False,
-                 evaluate: bool = True, ground_truth: str | None = None,
-                 category_ids: list[int] | None = None) -> None:
+                 map_max_side: int | None = 1024, map_dtype: str = "float16", evaluate: bool = True,
+                 ground_truth: str | None = None, category_ids: list[int] | None = None) -> None:
         super().__init__(write_interval="batch")
+        P.stored_map(np.zeros((1, 1), dtype=np.float32), map_max_side, map_dtype)  # validates both options
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.max_boxes = max_boxes
         self.save_maps = save_maps
         self.save_overlays = save_overlays
+        self.map_max_side = map_max_side
+        self.map_dtype = map_dtype
         self.evaluate = evaluate
         self.ground_truth = ground_truth
         self.category_ids = category_ids
         self.metrics: dict[str, dict[str, float]] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self.images: list[dict[str, Any]] = []
-        self.boxes: list[dict[str, Any]] = []
-        self.masks: list[dict[str, Any]] = []
+        self.records = R.Records()
+        self._log: R.RecordLog | None = None
+        self._gt: dict[str, Any] | None = None
         self._count = 0
         self._num_classes = 0
 
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """Image records of the last run (after it ended)."""
+        return self.records.images
+
+    @property
+    def boxes(self) -> list[dict[str, Any]]:
+        """Box result records of the last run."""
+        return self.records.boxes
+
+    @property
+    def masks(self) -> list[dict[str, Any]]:
+        """Mask result records of the last run."""
+        return self.records.masks
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        """Inputs skipped in the last run (``file_name``, ``index``, ``reason``)."""
+        return self.records.skipped
+
     # ------------------------------------------------------------------ hooks
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Reset the records and create the folders."""
-        self._reset()
-        self.metrics = {}
+        """Open this rank's record file, create the folders, remove final files of an earlier run."""
+        self.records, self.metrics, self._count, self._num_classes = R.Records(), {}, 0, 0
         for sub, wanted in (("", True), ("maps", self.save_maps), ("overlays", self.save_overlays)):
             if wanted:
                 (self.output_dir / sub).mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            for name in (*R.OUTPUT_FILES, "coco_eval.json"):
+                (self.output_dir / name).unlink(missing_ok=True)
+        self._gt = read_ground_truth(self.ground_truth) if self.ground_truth and self.evaluate else None
+        self._log = R.RecordLog(R.records_path(self.output_dir, trainer.global_rank))
 
     def _categories(self, trainer: L.Trainer, num_classes: int) -> list[int]:
         ids = self.category_ids or getattr(trainer.datamodule, "category_ids", None)
         return list(ids) if ids is not None else list(range(1, num_classes + 1))
 
+    def _category_records(self, trainer: L.Trainer) -> list[dict[str, Any]]:
+        names = list(getattr(trainer.datamodule, "class_names", None) or [])
+        ids = self._categories(trainer, self._num_classes)
+        return [{"id": c, "name": names[k] if k < len(names) else f"class_{k}"} for k, c in enumerate(ids)]
+
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Convert one batch of predictions to COCO records (and maps/overlays files)."""
+        """Convert one batch of predictions to COCO records, append them to the record file (flushed)."""
+        assert self._log is not None, "on_predict_start was not called"
+        lines: list[dict[str, Any]] = [{"kind": "skipped", **s} for s in (batch or {}).get("skipped", [])]
         maps = prediction["maps"].detach().float().cpu().numpy()
         probs = torch.softmax(prediction["logits"].detach().float(), dim=1).cpu()
+        if not self._num_classes:
+            self._num_classes = probs.shape[1]
+            lines.insert(0, {"kind": "header", "categories": self._category_records(trainer)})
+        if len(maps):
+            lines += self._image_lines(trainer, prediction, batch, maps, probs)
+        self._log.append(lines)
+
+    def _image_lines(self, trainer: L.Trainer, prediction: Any, batch: Any, maps: np.ndarray,
+                     probs: torch.Tensor) -> list[dict[str, Any]]:
         classes = prediction["pred_class"].detach().cpu().tolist()
         threshold = self.threshold if self.threshold is not None else float(prediction["threshold"])
         if math.isnan(threshold):
             raise ValueError("no operating threshold: pass COCOPredictionWriter(threshold=...) or a "
                              "checkpoint whose threshold was chosen on val")
-        self._num_classes = probs.shape[1]
         categories = self._categories(trainer, self._num_classes)
         size = batch["image"].shape[-1], batch["image"].shape[-2]
         orig = batch["orig_size"].cpu().tolist() if "orig_size" in batch else [size] * len(maps)
         names = batch.get("image_id") or [None] * len(maps)
         indices = batch["index"].cpu().tolist() if "index" in batch else None
         images_rgb = render.denormalize(batch["image"]) if self.save_overlays else None
+        lines = []
         for b, scoremap in enumerate(maps):
             image_id = int(indices[b]) if indices is not None else self._count
             self._count += 1
@@ -113,60 +181,75 @@ class COCOPredictionWriter(BasePredictionWriter):
             score = float(probs[b, classes[b]])
             boxes, mask = P.image_predictions(full, threshold, score, categories[classes[b]], image_id,
                                               self.max_boxes)
-            self.boxes.extend(boxes)
-            if mask is not None:
-                self.masks.append(mask)
-            self.images.append({"id": image_id, "file_name": names[b] or f"{image_id:08d}", "width": width,
-                                "height": height, "pred_class": int(classes[b]), "score": score,
-                                "threshold": threshold})
+            image = {"id": image_id, "file_name": names[b] or f"{image_id:08d}", "width": width,
+                     "height": height, "pred_class": int(classes[b]), "score": score, "threshold": threshold}
             if self.save_maps:
-                np.save(self.output_dir / "maps" / f"{image_id:08d}.npy", full)
+                stored = P.stored_map(full, self.map_max_side, self.map_dtype)
+                rel = f"maps/{image_id:08d}.npy"
+                atomic_write_with(self.output_dir / rel, lambda f, a=stored: np.save(f, a))
+                image["map"] = {"file": rel, "width": int(stored.shape[1]), "height": int(stored.shape[0]),
+                                "dtype": self.map_dtype}
             if images_rgb is not None:
                 pred = boxes_at_threshold(scoremap, threshold, keep_empty=False)
-                tile = render.overlay(images_rgb[b], scoremap, None, pred)
-                Image.fromarray(tile).save(self.output_dir / "overlays" / f"{image_id:08d}.png")
+                tile = Image.fromarray(render.overlay(images_rgb[b], scoremap, None, pred))
+                atomic_write_with(self.output_dir / "overlays" / f"{image_id:08d}.png",
+                                  lambda f, t=tile: t.save(f, format="PNG"))
+            lines.append({"kind": "image", "image": image, "boxes": boxes, "mask": mask})
+        return lines
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Merge the ranks' records, write the JSON files and evaluate where ground truth exists."""
+        """Merge the ranks' records, write the JSON files atomically, evaluate where ground truth exists."""
+        if self._log is not None:
+            self._log.close()
         world = trainer.world_size
         if world > 1:
-            part = self.output_dir / f".part_rank{trainer.global_rank}.json"
-            part.write_text(json.dumps({"images": self.images, "boxes": self.boxes, "masks": self.masks}))
             trainer.strategy.barrier("coco_writer_parts")
             if not trainer.is_global_zero:
                 return
-            self._reset()
-            for rank in tqdm(range(world), desc="merging prediction parts"):
-                path = self.output_dir / f".part_rank{rank}.json"
-                data = json.loads(path.read_text())
-                self.images += data["images"]
-                self.boxes += data["boxes"]
-                self.masks += data["masks"]
-                path.unlink()
-        self._write_files(trainer)
-
-    # ------------------------------------------------------------------ output
-    def _write_files(self, trainer: L.Trainer) -> None:
-        self.images.sort(key=lambda im: im["id"])
-        names = list(getattr(trainer.datamodule, "class_names", None) or [])
-        ids = self._categories(trainer, self._num_classes)
-        categories = [{"id": c, "name": names[k] if k < len(names) else f"class_{k}"}
-                      for k, c in enumerate(ids)]
-        dataset = P.coco_dataset(self.images, self.boxes, self.masks, categories)
-        with tqdm(total=3, desc="writing COCO files", disable=len(self.images) < 1000) as bar:
-            for name, payload in (("predictions.json", dataset), ("results_bbox.json", self.boxes),
-                                  ("results_segm.json", [{k: v for k, v in m.items() if k != "bbox"}
-                                                         for m in self.masks])):
-                (self.output_dir / name).write_text(json.dumps(payload))
-                bar.update()
-        rank_zero_info(f"COCOPredictionWriter: {len(self.images)} images, {len(self.boxes)} boxes, "
-                       f"{len(self.masks)} masks -> {self.output_dir}")
+        paths = [R.records_path(self.output_dir, rank) for rank in range(world)]
+        self.records = R.read_records(paths)
+        R.write_outputs(self.output_dir, self.records, complete=True)
+        for path in paths:
+            path.unlink()
+        self._log = None
+        rank_zero_info(R.summary(self.output_dir, self.records, True, self._maps_note()))
+        counts = {"predict/num_images": float(len(self.records.images)),
+                  "predict/num_skipped": float(len(self.records.skipped))}
+        for logger in trainer.loggers:
+            logger.log_metrics(counts, step=trainer.global_step)
         if self.evaluate:
             self._evaluate(trainer)
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Keep what was done: write the COCO files of the finished images (marked incomplete)."""
+        if self._log is None:
+            return
+        self._log.close()
+        path = R.records_path(self.output_dir, trainer.global_rank)
+        if trainer.world_size > 1:
+            rank_zero_warn(f"prediction stopped ({type(exception).__name__}); finished images are kept in "
+                           f"{self.output_dir.resolve()}/records_rank*.jsonl: rebuild the COCO files with "
+                           f"`python -m wsol_lightning.callbacks.prediction_records {self.output_dir}`")
+            return
+        self.records = R.read_records([path])
+        R.write_outputs(self.output_dir, self.records, complete=False,
+                        stopped_by=f"{type(exception).__name__}: {exception}")
+        rank_zero_warn(R.summary(self.output_dir, self.records, False, self._maps_note())
+                       + f" (stopped by {type(exception).__name__}; records kept in {path})")
+        self._log = None
+
+    def _maps_note(self) -> str | None:
+        parts = []
+        if self.save_maps:
+            side = self.map_max_side or "full"
+            parts.append(f"maps in maps/ ({self.map_dtype}, long side <= {side})")
+        if self.save_overlays:
+            parts.append("overlays in overlays/")
+        return ", ".join(parts) or None
+
     def _load_ground_truth(self, trainer: L.Trainer) -> dict | None:
         if self.ground_truth:
-            gt = json.loads(Path(self.ground_truth).read_text())
+            gt = self._gt if self._gt is not None else read_ground_truth(self.ground_truth)
             by_name = {im["file_name"]: im["id"] for im in gt.get("images", [])}
             remap = {im["id"]: by_name.get(im["file_name"]) for im in self.images}
             for record in (*self.boxes, *self.masks):
@@ -190,7 +273,7 @@ class COCOPredictionWriter(BasePredictionWriter):
                 self.metrics[iou_type] = stats
         if not self.metrics:
             return
-        (self.output_dir / "coco_eval.json").write_text(json.dumps(self.metrics, indent=2))
+        atomic_write_text(self.output_dir / "coco_eval.json", json.dumps(self.metrics, indent=2))
         flat = {f"predict/{t}_{k}": v for t, stats in self.metrics.items() for k, v in stats.items()}
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)

@@ -1,4 +1,4 @@
-"""MapVisualizer: map overlays, box-accuracy and pixel PR curves, every validation epoch, for any logger."""
+"""MapVisualizer: map overlays, per-image results, box-accuracy and pixel PR curves on val and test, any logger."""
 
 from __future__ import annotations
 
@@ -10,45 +10,54 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
-from wsol_lightning.callbacks import render
-from wsol_lightning.metrics.functional import boxes_at_threshold
+from wsol_lightning.callbacks import render, wandb_media
+from wsol_lightning.callbacks.tiles import Tile, tiles_from_batch
+
+
+def log_image_to_logger(logger: Logger, key: str, image: np.ndarray, step: int, caption: str = "") -> None:
+    """Send one ``(H, W, 3)`` uint8 image to a logger that takes images (TensorBoard or any ``log_image``).
+
+    Loggers without images (CSV) are skipped; W&B gets native media from :class:`MapVisualizer` instead.
+    """
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=[image], step=step, caption=[caption])
+    elif isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
+    elif callable(getattr(logger, "log_image", None)):
+        try:
+            logger.log_image(key=key, images=[image], step=step)
+        except TypeError:  # a logger with another signature: the PNG files still exist
+            pass
 
 
 def log_image_to_loggers(trainer: L.Trainer, key: str, image: np.ndarray, caption: str = "") -> None:
-    """Send one ``(H, W, 3)`` uint8 image to every logger of ``trainer`` that takes images.
-
-    W&B gets ``wandb.Image`` (via ``log_image``), TensorBoard ``add_image``; other loggers with a
-    ``log_image(key, images, step)`` method are tried; loggers without images (CSV) are skipped.
-    """
-    step = trainer.global_step
+    """Send one ``(H, W, 3)`` uint8 image to every logger of ``trainer`` that takes images."""
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], step=step, caption=[caption])
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
-        elif callable(getattr(logger, "log_image", None)):
-            try:
-                logger.log_image(key=key, images=[image], step=step)
-            except TypeError:  # a logger with another signature: the PNG files still exist
-                pass
+        log_image_to_logger(logger, key, image, trainer.global_step, caption)
 
 
 class MapVisualizer(Callback):
-    """Overlays of localisation maps with GT (green) and predicted (red) boxes, plus metric curves.
+    """Map overlays with GT and predicted boxes, per-image results and metric curves, on val and test.
 
-    After each validation epoch (every ``every_n_epochs``; never during the sanity check) it renders a
-    fixed, seeded set of val images: the map of the GT class over the image, GT boxes and the boxes at the
-    operating threshold the module chose on val. It also plots the box accuracy against the CAM threshold
-    (``MaxBoxAcc.curves()``, operating threshold marked) and, where masks exist, the pixel PR curve
-    (``PxAP.curve()``). Each figure is written as a PNG under ``save_dir`` and sent to every logger that
-    takes images (W&B, TensorBoard): keys ``val/maps``, ``val/box_acc_curve``, ``val/pixel_pr_curve``.
+    After each validation epoch (every ``every_n_epochs``; never during the sanity check) and after testing,
+    it evaluates a fixed, seeded set of images of that split: the map of the GT class, GT boxes, the boxes at
+    the operating threshold the module chose on val, their IoU, the top-1 class and its score.
+
+    * W&B (:class:`~lightning.pytorch.loggers.WandbLogger`) gets native media: ``{stage}/maps``, one
+      ``wandb.Image`` per image with W&B ``boxes`` (GT and predicted, captioned with class and IoU) and
+      ``masks`` (GT mask where the data has one, the map binarised at the threshold); ``{stage}/results``, a
+      ``wandb.Table`` (image, id, class, predicted class, score, IoU, hit at IoU 0.5, threshold); and
+      interactive charts ``{stage}/box_acc_curve`` (box accuracy against the CAM threshold, IoU 30/50/70) and
+      ``{stage}/pixel_pr_curve`` (where masks exist).
+    * Other loggers (TensorBoard, or any with ``log_image``) get the overlay grid and the curve figures.
+    * PNG files of the grid and figures are written under ``save_dir`` for every logger (or none).
 
     Args:
-        num_images: images in the overlay grid (drawn once from the val split with ``seed``).
+        num_images: images per split (drawn once per split with ``seed``).
         seed: seed of the image choice.
         every_n_epochs: render every n validation epochs.
         ncols: columns of the grid.
@@ -57,12 +66,13 @@ class MapVisualizer(Callback):
             the files.
         log_curves: also render the curves.
         min_tile_size: small inputs are enlarged (nearest neighbour) to at least this side in the grid.
+        log_test: also log the test split (after ``wsol test`` or the test after ``fit``).
 
     """
 
     def __init__(self, num_images: int = 8, seed: int = 0, every_n_epochs: int = 1, ncols: int = 4,
                  alpha: float = 0.5, save_dir: str | None = None, log_curves: bool = True,
-                 min_tile_size: int = 128) -> None:
+                 min_tile_size: int = 128, log_test: bool = True) -> None:
         super().__init__()
         if num_images < 1 or every_n_epochs < 1:
             raise ValueError("num_images and every_n_epochs must be >= 1")
@@ -74,9 +84,11 @@ class MapVisualizer(Callback):
         self.save_dir = save_dir
         self.log_curves = log_curves
         self.min_tile_size = min_tile_size
+        self.log_test = log_test
         self._curves: dict[str, dict[str, np.ndarray]] = {}
         self._pxap: float | None = None
-        self._indices: list[int] | None = None
+        self._indices: dict[str, list[int]] = {}
+        self._class_names: list[str] = []
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ hooks
@@ -85,9 +97,26 @@ class MapVisualizer(Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Snapshot the curves before the module resets its metrics (callbacks run first)."""
+        self._snapshot(pl_module, self._due(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Render and log once the module has chosen the operating threshold for this epoch."""
+        if self._due(trainer) and trainer.is_global_zero:
+            self._publish(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Snapshot the test curves."""
+        self._snapshot(pl_module, self.log_test)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Render and log the test split at the operating threshold chosen on val."""
+        if self.log_test and trainer.is_global_zero:
+            self._publish(trainer, pl_module, "test")
+
+    def _snapshot(self, pl_module: L.LightningModule, due: bool) -> None:
         self._curves, self._pxap = {}, None
         evaluator = getattr(pl_module, "evaluator", None)
-        if not self.log_curves or evaluator is None or not self._due(trainer):
+        if not self.log_curves or evaluator is None or not due:
             return
         if getattr(evaluator.box, "_update_count", 0):
             self._curves["box"] = render.as_numpy_curves(evaluator.box.curves())
@@ -98,24 +127,72 @@ class MapVisualizer(Callback):
             except ValueError:  # no object pixel seen
                 self._curves.pop("pixel", None)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Render and log once the module has chosen the operating threshold for this epoch."""
-        if not self._due(trainer) or not trainer.is_global_zero:
-            return
+    def _publish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         threshold = self.operating_threshold(pl_module)
-        grid = self.render_overlays(trainer, pl_module, threshold)
+        tiles = self.collect_tiles(trainer, pl_module, stage, threshold)
         epoch = trainer.current_epoch
-        if grid is not None:
-            self._emit(trainer, "val/maps", grid, f"epoch {epoch}, threshold {threshold:.3f}", "maps", epoch)
+        when = f"epoch {epoch}" if stage == "val" else "test"
+        figures: dict[str, np.ndarray] = {}
+        if tiles:
+            figures["maps"] = render.make_grid([self.grid_tile(t) for t in tiles], self.ncols)
         if "box" in self._curves:
-            fig = render.box_accuracy_figure(self._curves["box"], threshold, title=f"val, epoch {epoch}")
-            self._emit(trainer, "val/box_acc_curve", render.figure_to_array(fig), "", "box_acc_curve", epoch)
+            fig = render.box_accuracy_figure(self._curves["box"], threshold, title=f"{stage}, {when}")
+            figures["box_acc_curve"] = render.figure_to_array(fig)
         if "pixel" in self._curves:
-            fig = render.pixel_pr_figure(self._curves["pixel"], self._pxap, title=f"val, epoch {epoch}")
-            image = render.figure_to_array(fig)
-            self._emit(trainer, "val/pixel_pr_curve", image, "", "pixel_pr_curve", epoch)
+            fig = render.pixel_pr_figure(self._curves["pixel"], self._pxap, title=f"{stage}, {when}")
+            figures["pixel_pr_curve"] = render.figure_to_array(fig)
+        out = self._output_dir(trainer)
+        for stem, image in figures.items():
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                path = out / (f"{stem}_epoch{epoch:03d}.png" if stage == "val" else f"test_{stem}.png")
+                Image.fromarray(image).save(path)
+                self.written.append(path)
+        caption = f"{when}, threshold {threshold:.3f}"
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                self._log_wandb(logger, stage, tiles, trainer.global_step, f"{stage}, {when}")
+            else:
+                for stem, image in figures.items():
+                    log_image_to_logger(logger, f"{stage}/{stem}", image, trainer.global_step, caption)
+
+    def _log_wandb(self, logger: WandbLogger, stage: str, tiles: list[Tile], step: int, title: str) -> None:
+        labels = dict(enumerate(self._class_names)) or {t.label: t.class_name for t in tiles}
+        payload: dict[str, Any] = {}
+        if tiles:
+            images = [wandb_media.wandb_image(t, self.draw(t, boxes=False), labels) for t in tiles]
+            payload[f"{stage}/maps"] = images
+            payload[f"{stage}/results"] = wandb_media.results_table(tiles, images)
+        if "box" in self._curves:
+            payload[f"{stage}/box_acc_curve"] = wandb_media.box_accuracy_chart(self._curves["box"], title)
+        if "pixel" in self._curves:
+            payload[f"{stage}/pixel_pr_curve"] = wandb_media.pixel_pr_chart(self._curves["pixel"], title)
+        if payload:
+            logger.experiment.log({**payload, "trainer/global_step": step})
 
     # ------------------------------------------------------------------ helpers
+    def draw(self, tile: Tile, boxes: bool = True) -> np.ndarray:
+        """The tile's map over its image; with ``boxes``, GT (green) and predicted (red) boxes."""
+        if not boxes:
+            return render.overlay(tile.image, tile.scoremap, None, None, self.alpha)
+        return render.overlay(tile.image, tile.scoremap, tile.gt_boxes, tile.pred_boxes, self.alpha)
+
+    def grid_tile(self, tile: Tile) -> np.ndarray:
+        """The tile enlarged to ``min_tile_size``, boxes drawn at that size, the largest predicted box labelled.
+
+        The label is ``<class> IoU <best IoU of that box with a GT box>`` (the class alone without GT boxes).
+        """
+        factor = render.upscale_factor(tile.image.shape, self.min_tile_size)
+        image = render.upscale(tile.image, self.min_tile_size)
+        scoremap = render.upscale(tile.scoremap, self.min_tile_size)
+        pred = render.upscale_boxes(tile.pred_boxes, factor)
+        drawn = render.overlay(image, scoremap, render.upscale_boxes(tile.gt_boxes, factor), pred[1:], self.alpha)
+        if not len(pred):
+            return drawn
+        iou = float(tile.pred_ious[0])
+        label = tile.class_name if math.isnan(iou) else f"{tile.class_name} IoU {iou:.2f}"
+        return render.draw_boxes(drawn, pred[:1], render.PRED_COLOUR, render.box_thickness(image.shape), [label])
+
     @staticmethod
     def operating_threshold(pl_module: L.LightningModule) -> float:
         """Return the module's operating threshold (its evaluator's default when none was chosen yet)."""
@@ -131,52 +208,37 @@ class MapVisualizer(Callback):
             return Path(self.save_dir)
         return Path(trainer.log_dir or trainer.default_root_dir) / "visualizations"
 
-    def _emit(self, trainer: L.Trainer, key: str, image: np.ndarray, caption: str, stem: str,
-              epoch: int) -> None:
-        out = self._output_dir(trainer)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / f"{stem}_epoch{epoch:03d}.png"
-            Image.fromarray(image).save(path)
-            self.written.append(path)
-        log_image_to_loggers(trainer, key, image, caption)
-
-    def _val_loader(self, trainer: L.Trainer) -> Any:
-        loaders = trainer.val_dataloaders
+    @staticmethod
+    def _loader(trainer: L.Trainer, stage: str) -> Any:
+        loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
         if isinstance(loaders, (list, tuple)):
             loaders = loaders[0] if loaders else None
         return loaders
 
     @torch.no_grad()
-    def render_overlays(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                        threshold: float) -> np.ndarray | None:
-        """Return the overlay grid of the fixed val images, or ``None`` when there is no val data."""
-        loader = self._val_loader(trainer)
+    def collect_tiles(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
+                      threshold: float) -> list[Tile]:
+        """Evaluate the fixed images of ``stage`` (``"val"``/``"test"``); empty when the split has no data."""
+        loader = self._loader(trainer, stage)
         dataset = getattr(loader, "dataset", None)
-        if dataset is None or not hasattr(pl_module, "evaluation_maps"):
-            return None
-        if self._indices is None:
-            n = len(dataset)
+        if dataset is None or not len(dataset) or not hasattr(pl_module, "evaluation_maps"):
+            return []
+        if stage not in self._indices:
             rng = np.random.default_rng(self.seed)
-            self._indices = sorted(rng.choice(n, size=min(self.num_images, n), replace=False).tolist())
-        samples = [dataset[i] for i in self._indices]
-        batch = loader.collate_fn(samples) if loader.collate_fn is not None else None
+            n = len(dataset)
+            self._indices[stage] = sorted(rng.choice(n, size=min(self.num_images, n), replace=False).tolist())
+        batch = loader.collate_fn([dataset[i] for i in self._indices[stage]]) if loader.collate_fn else None
         if batch is None:
-            rank_zero_warn("MapVisualizer: the chosen val images could not be loaded; no overlay this epoch")
-            return None
+            rank_zero_warn(f"MapVisualizer: the chosen {stage} images could not be loaded; no overlay this time")
+            return []
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
         was_training = pl_module.training
         pl_module.eval()
         try:
-            _, maps = pl_module.evaluation_maps(batch)
+            logits, maps = pl_module.evaluation_maps(batch)
         finally:
             pl_module.train(was_training)
-        images = render.denormalize(batch["image"])
-        maps_np = maps.float().cpu().numpy()
-        gt_boxes = batch.get("boxes") or [None] * len(images)
-        tiles = []
-        for image, scoremap, gt in zip(images, maps_np, gt_boxes):
-            pred = boxes_at_threshold(scoremap, threshold, keep_empty=False)
-            tile = render.overlay(image, scoremap, None if gt is None else gt.cpu(), pred, self.alpha)
-            tiles.append(render.upscale(tile, self.min_tile_size))
-        return render.make_grid(tiles, self.ncols)
+        self._class_names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
+        return tiles_from_batch(render.denormalize(batch["image"]), maps, logits, batch["label"],
+                                batch.get("boxes"), batch.get("mask"), threshold, self._class_names,
+                                batch.get("image_id"))

@@ -12,12 +12,53 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wsol_lightning.data import transforms as T
-from wsol_lightning.data.collate import wsol_collate
+from wsol_lightning.data.collate import merge_empty_batches, wsol_collate
 from wsol_lightning.data.dataset import WSOLDataset
-from wsol_lightning.data.index import DatasetIndex
+from wsol_lightning.data.index import DataError, DatasetIndex
 from wsol_lightning.data.sampling import ResumableDataLoader
+from wsol_lightning.data.validation import ValidationReport, validate_index
 
 log = logging.getLogger(__name__)
+
+#: Smallest ``image_size``: the backbones downsample by 32 (some need more, e.g. InceptionV3 75).
+MIN_IMAGE_SIZE = 32
+SPLITS = ("train", "val", "test")
+
+
+class EvalDataLoader(DataLoader):
+    """In-order loader whose batches are never empty.
+
+    An all-skipped batch (``skip_bad``) is not yielded; its ``num_skipped`` count travels with a
+    neighbouring batch (see :func:`~wsol_lightning.data.collate.merge_empty_batches`).
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        source = getattr(getattr(self.dataset, "index", None), "source", "")
+        return merge_empty_batches(super().__iter__(), source)
+
+
+def check_sizes(image_size: Any, resize_size: Any, batch_size: Any, num_workers: Any) -> None:
+    """Refuse input sizes and loader settings the pipeline cannot run, naming the argument.
+
+    Raises:
+        ValueError: ``image_size`` below :data:`MIN_IMAGE_SIZE` or not an int, ``resize_size`` below
+            ``image_size``, ``batch_size < 1``, ``num_workers < 0``.
+
+    """
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not is_int(image_size) or image_size < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be an integer >= {MIN_IMAGE_SIZE} (the backbones downsample by 32; "
+            f"InceptionV3 needs >= 75), got {image_size!r}"
+        )
+    if resize_size is not None and (not is_int(resize_size) or resize_size < image_size):
+        raise ValueError(f"resize_size must be an integer >= image_size ({image_size}), got {resize_size!r}")
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not is_int(num_workers) or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -61,13 +102,23 @@ class WSOLDataModule(L.LightningDataModule):
     Subclasses implement :meth:`read_class_names` (cheap; ``num_classes`` must be known right after
     ``__init__`` for the CLI link) and :meth:`build_index` (``split`` in ``train``/``val``/``test``).
 
+    :meth:`setup` validates up front, before any training step: for ``fit`` it parses every split
+    (train, val and test when its files exist), checks every path and every box against its image
+    (:func:`~wsol_lightning.data.validation.validate_index`) and refuses an empty split that the
+    stage needs; other stages check the splits they use. Bad lines raise
+    :class:`~wsol_lightning.data.index.DataError` naming ``file:line: field``.
+
     Args:
         data_dir: dataset folder (as the official archive extracts it) or its parent.
         batch_size: samples per batch (per device).
         num_workers: DataLoader worker processes.
-        image_size: side of the square network input (train crop / eval resize).
+        image_size: side of the square network input (train crop / eval resize); at least
+            :data:`MIN_IMAGE_SIZE` (32).
         resize_size: train resize side before the random crop (default ``round(image_size*256/224)``).
-        skip_bad: skip (count and log) unreadable samples instead of raising.
+        skip_bad: skip unreadable samples instead of raising; each batch carries its count
+            (``num_skipped``, summed into ``{stage}/num_skipped``). An all-skipped eval batch is merged
+            into a neighbour; an all-skipped train batch is stepped over (single process: under DDP the
+            other ranks would wait for its gradients).
         seed: seed of splits, shuffling and multi-label label choice.
         predict_split: split served by ``predict_dataloader``.
         pin_memory: DataLoader ``pin_memory``.
@@ -87,6 +138,7 @@ class WSOLDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        check_sizes(image_size, resize_size, batch_size, num_workers)
         self.data_dir = Path(data_dir).expanduser() if data_dir is not None else None
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -98,6 +150,7 @@ class WSOLDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self._class_names: list[str] | None = None
         self.datasets: dict[str, WSOLDataset] = {}
+        self.indices: dict[str, DatasetIndex] = {}
 
     # -- to implement -------------------------------------------------------------------------
     def read_class_names(self) -> list[str]:
@@ -129,11 +182,24 @@ class WSOLDataModule(L.LightningDataModule):
         """Albumentations pipeline of the val/test/predict splits."""
         return T.eval_transform(self.image_size)
 
+    def index(self, split: str) -> DatasetIndex:
+        """The validated index of ``split`` (built and checked once, then cached).
+
+        Raises:
+            DataError: a bad line, path or box (``file:line: field: ...``).
+
+        """
+        if split not in self.indices:
+            index = self.build_index(split)
+            report_validation(split, validate_index(index, skip_bad=self.skip_bad))
+            self.indices[split] = index
+        return self.indices[split]
+
     def make_dataset(self, split: str) -> WSOLDataset:
         """Build (and cache) the dataset of ``split``."""
         if split not in self.datasets:
             train = split == "train"
-            index = self.build_index(split)
+            index = self.index(split)
             transform = self.train_transform() if train else self.eval_transform()
             self.datasets[split] = WSOLDataset(
                 index, transform, train=train, skip_bad=self.skip_bad, seed=self.seed
@@ -141,16 +207,41 @@ class WSOLDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets the stage needs."""
-        splits = {
+        """Parse and validate the splits the stage needs (every split for ``fit``), then build them.
+
+        Raises:
+            DataError: bad data anywhere in those splits, or an empty split the stage needs (named
+                with the file that lists it).
+
+        """
+        needed = {
             "fit": ("train", "val"),
             "validate": ("val",),
             "test": ("test",),
             "predict": (self.predict_split,),
-            None: ("train", "val", "test"),
+            None: SPLITS,
         }[stage]
-        for split in splits:
+        if stage == "fit":  # find a bad test line now, not after the whole fit
+            for split in SPLITS:
+                if split not in needed:
+                    try:
+                        self.index(split)
+                    except FileNotFoundError as err:
+                        log.info("%s split not checked before fit: %s", split, err)
+        for split in needed:
+            why = " (the operating threshold is chosen on val)" if split == "val" else ""
+            self.require_nonempty(split, f"the '{stage or 'all'}' stage needs it{why}")
             self.make_dataset(split)
+
+    def require_nonempty(self, split: str, reason: str) -> None:
+        """Raise :class:`DataError` naming ``split``, its file and ``reason`` when it has no sample."""
+        index = self.index(split)
+        if not len(index):
+            raise DataError(f"the {split} split is empty: {self.split_source(split)} lists no image, and {reason}")
+
+    def split_source(self, split: str) -> str:
+        """The file that decides which images ``split`` holds (named when it is empty)."""
+        return self.index(split).source or str(self.data_dir)
 
     def _eval_loader(self, split: str) -> DataLoader:
         """In-order loader of ``split``; under DDP each rank gets its share with nothing padded."""
@@ -158,7 +249,7 @@ class WSOLDataModule(L.LightningDataModule):
         sampler = None
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             sampler = UnpaddedDistributedSampler(dataset)
-        return DataLoader(
+        return EvalDataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=False,
@@ -190,13 +281,35 @@ class WSOLDataModule(L.LightningDataModule):
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def val_dataloader(self) -> DataLoader:
-        """Val loader (threshold selection split)."""
+        """Val loader (threshold selection split); an empty val split raises, naming its file."""
+        self.require_nonempty(
+            "val", "the operating threshold is chosen on it (or give model.operating_threshold explicitly)"
+        )
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        """Test loader."""
+        """Test loader; an empty test split raises, naming its file."""
+        self.require_nonempty("test", "testing needs it")
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         """Loader of ``predict_split``."""
         return self._eval_loader(self.predict_split)
+
+
+def report_validation(split: str, report: ValidationReport) -> None:
+    """Warn (once, on rank 0) about what validation tolerated: clipped boxes, unreadable images."""
+    from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+    if report.clipped:
+        rank_zero_warn(
+            f"{split}: clipped {report.clipped} box(es) overflowing their image by "
+            f"<= 1 px (float rounding) to [0, W-1] x [0, H-1]; first at {report.first_clipped}"
+        )
+    if report.unreadable:
+        rank_zero_warn(
+            f"{split}: {len(report.unreadable)} image(s) with boxes could not be opened and will be "
+            f"skipped (skip_bad=True), e.g. {report.unreadable[0]}"
+        )
+    if report.sizes_read:
+        rank_zero_info(f"{split}: read {report.sizes_read} image headers to check boxes against image sizes")

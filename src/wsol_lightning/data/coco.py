@@ -25,7 +25,6 @@ boxes from ``bbox`` ``[x, y, w, h]`` (floats) -> inclusive ints ``x0 = floor(x)`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -34,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from wsol_lightning.data.base import WSOLDataModule
-from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr, check_unique, require_file
+from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr
+from wsol_lightning.data.parsing import is_outside, parse_float, parse_int, read_json
 from wsol_lightning.data.pets import stratified_holdout
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,16 @@ def decode_segmentations(segs: list[Any], width: int, height: int) -> np.ndarray
     return out
 
 
+def _dim(image: dict, key: str, ann_path: Path) -> int:
+    """``width``/``height`` of a COCO image entry (-1 when absent; non-positive or text refused)."""
+    if image.get(key) is None:
+        return -1
+    value = parse_int(str(image[key]), f"{ann_path}: image id {image['id']}", None, key)
+    if value < 1:
+        raise DataError(f"{ann_path}: image id {image['id']}: {key}: {value} is not a positive size")
+    return value
+
+
 def read_coco(ann_path: Path, image_dir: Path, categories: list[int] | None = None) -> DatasetIndex:
     """Parse a COCO instances JSON into an index (masks decoded lazily from ``mask_data``).
 
@@ -66,11 +76,25 @@ def read_coco(ann_path: Path, image_dir: Path, categories: list[int] | None = No
         DataError: duplicate image id, annotation of an unknown image or category, bad bbox.
 
     """
-    data = json.loads(require_file(ann_path, "COCO annotation file").read_text())
+    data = read_json(ann_path, "COCO annotation file")
+    if not isinstance(data, dict):
+        raise DataError(f"{ann_path}: top level: expected a JSON object with 'images', got {type(data).__name__}")
+    for key, kind in (("images", "id"), ("categories", "id")):
+        for k, item in enumerate(data.get(key, [])):
+            if not isinstance(item, dict) or kind not in item:
+                raise DataError(f"{ann_path}: {key}[{k}]: missing '{kind}'")
     cats = categories or sorted(c["id"] for c in data.get("categories", []))
     cat_index = {c: k for k, c in enumerate(cats)}
     images = data.get("images", [])
-    check_unique([str(im["id"]) for im in images], ann_path)
+    first: dict[Any, int] = {}
+    for k, im in enumerate(images):
+        if first.setdefault(im["id"], k) != k:
+            raise DataError(f"{ann_path}: images[{k}]: id: duplicate {im['id']!r} (first at images[{first[im['id']]}])")
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise DataError(f"{ann_path}: images[{k}] (id {im['id']}): file_name: missing")
+        if is_outside(im["file_name"]):
+            raise DataError(f"{ann_path}: images[{k}] (id {im['id']}): file_name: {im['file_name']!r} points "
+                            "outside the image folder (absolute path or '..')")
     pos = {im["id"]: i for i, im in enumerate(images)}
     anns: list[list[dict]] = [[] for _ in images]
     for k, ann in enumerate(data.get("annotations", [])):
@@ -93,9 +117,13 @@ def read_coco(ann_path: Path, image_dir: Path, categories: list[int] | None = No
             c = cat_index[ann["category_id"]]
             multi_hot[j, c] = 1
             area[c] += float(ann.get("area", 0.0))
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            if w < 0 or h < 0 or x < 0 or y < 0:
-                raise DataError(f"{ann_path}: annotation id {ann.get('id')} has a bad bbox {ann['bbox']}")
+            where = f"{ann_path}: annotation id {ann.get('id')}"
+            bbox = ann.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise DataError(f"{where}: bbox: expected [x, y, width, height], got {bbox!r}")
+            x, y, w, h = (parse_float(str(v), where, None, f"bbox.{f}") for v, f in zip(bbox, "xywh"))
+            if w < 0 or h < 0:
+                raise DataError(f"{where}: bbox: negative width or height in {bbox}")
             x0, y0 = int(math.floor(x)), int(math.floor(y))
             boxes.append([x0, y0, max(x0, math.ceil(x + w) - 1), max(y0, math.ceil(y + h) - 1)])
             if ann.get("segmentation"):
@@ -105,7 +133,7 @@ def read_coco(ann_path: Path, image_dir: Path, categories: list[int] | None = No
         mask_data.append(segs)
     offsets, boxes_arr = boxes_to_csr(per_boxes)
     sizes = np.array(
-        [[images[i].get("width", -1), images[i].get("height", -1)] for i in keep], dtype=np.int32
+        [[_dim(images[i], "width", ann_path), _dim(images[i], "height", ann_path)] for i in keep], dtype=np.int32
     )
     return DatasetIndex(
         root=image_dir, image_ids=[images[i]["file_name"] for i in keep], labels=labels,
@@ -154,9 +182,7 @@ class COCODataModule(WSOLDataModule):
 
     def _categories(self) -> list[int]:
         if self._cats is None:
-            data = json.loads(
-                require_file(self.data_dir / self.anns["train"][0], "COCO annotation file").read_text()
-            )
+            data = read_json(self.data_dir / self.anns["train"][0], "COCO annotation file")
             self._cats = sorted(c["id"] for c in data.get("categories", []))
             self._names = {c["id"]: c["name"] for c in data.get("categories", [])}
         return self._cats

@@ -6,9 +6,11 @@ Official layout (``CUB_200_2011/``): ``images.txt`` (``id path``), ``image_class
 present, ``segmentations/<class>/<name>.png`` (inside ``CUB_200_2011/`` or next to it) used as
 masks for PxAP.
 
-Boxes: ``x0 = int(x)``, ``y0 = int(y)``, ``x1 = int(x + w)``, ``y1 = int(y + h)``, clipped to
-``W - 1``/``H - 1`` against the real image when read (the convention of wsolevaluation's CUB
-metadata, e.g. ``60 27 325 304`` -> ``60,27,385,331``).
+Boxes: ``x0 = int(x)``, ``y0 = int(y)``, ``x1 = int(x + w)``, ``y1 = int(y + h)`` (the convention of
+wsolevaluation's CUB metadata, e.g. ``60 27 325 304`` -> ``60,27,385,331``), checked in ``setup``
+against the image sizes read from the JPEG headers: a 1 px rounding overflow (``x + w == W``) is
+clipped to ``W - 1``/``H - 1`` and counted in a warning; an inverted box or one outside its image
+is an error naming ``bounding_boxes.txt:<line>``.
 
 Splits (official layout): ``test`` = the official test split; ``val`` = a seeded, class-stratified
 hold-out of ``val_per_class`` images per class (default 5, CUBV2's size) from the official train
@@ -28,21 +30,32 @@ import numpy as np
 from wsol_lightning.data.base import WSOLDataModule, resolve_root
 from wsol_lightning.data.download import CUB_RESOURCES, prepare_official
 from wsol_lightning.data.index import DataError, DatasetIndex, check_labels, check_unique, require_file
-from wsol_lightning.data.metadata import read_metadata
+from wsol_lightning.data.metadata import class_names_from_labels, read_metadata
+from wsol_lightning.data.parsing import check_inside, data_error, parse_float, parse_int, read_lines, split_fields
 
 OFFICIAL_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
+BOX_FIELDS = ("image_id", "x", "y", "width", "height")
 
 
-def _table(path: Path, ncols: int) -> list[list[str]]:
-    """Read a whitespace-separated CUB table, checking the column count (file and line in errors)."""
+def _table(path: Path, names: tuple[str, ...], last_has_spaces: bool = False) -> list[tuple[int, list[str]]]:
+    """Read a whitespace-separated CUB table as ``(line, fields)`` rows (file, line, field in errors).
+
+    ``last_has_spaces``: the last column may hold spaces (a path or a name); otherwise a line with
+    more or fewer columns than ``names`` is refused.
+    """
     rows = []
-    for line_no, line in enumerate(require_file(path).read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_lines(path, "CUB file"), start=1):
         if not line.strip():
             continue
-        parts = line.split(maxsplit=ncols - 1)
-        if len(parts) != ncols:
-            raise DataError(f"{path}:{line_no}: expected {ncols} columns, got {line!r}")
-        rows.append(parts)
+        if last_has_spaces:
+            parts = line.split(maxsplit=len(names) - 1)
+            if len(parts) != len(names):
+                raise data_error(path, line_no, "columns", f"expected {len(names)} ({', '.join(names)}), got {line!r}")
+        else:
+            parts = split_fields(line, names, path, line_no)
+        rows.append((line_no, parts))
+    if not rows:
+        raise DataError(f"{path}: the file is empty (expected one line per image: {' '.join(names)})")
     return rows
 
 
@@ -127,14 +140,10 @@ class CUBDataModule(WSOLDataModule):
         """Names from ``classes.txt`` (official) or from the train ids' class folders (metadata)."""
         meta = self._meta()
         if meta is None:
-            rows = _table(self._root() / "classes.txt", 2)
-            return [name for _, name in sorted(rows, key=lambda r: int(r[0]))]
-        lines = require_file(meta / "train" / "class_labels.txt").read_text().split()
-        names: dict[int, str] = {}
-        for line in lines:
-            image_id, _, label = line.rpartition(",")
-            names.setdefault(int(label), image_id.split("/")[0])
-        return [names.get(k, str(k)) for k in range(max(names) + 1)] if names else []
+            path = self._root() / "classes.txt"
+            rows = [(parse_int(r[0], path, n, "class id"), r[1]) for n, r in _table(path, ("id", "name"), True)]
+            return [name for _, name in sorted(rows)]
+        return class_names_from_labels(require_file(meta / "train" / "class_labels.txt"))
 
     def build_index(self, split: str) -> DatasetIndex:
         """Index of ``split`` in whichever layout ``data_dir``/``metadata_dir`` holds."""
@@ -155,39 +164,58 @@ class CUBDataModule(WSOLDataModule):
             self._official = self._parse_official()
         return self._official[split]
 
+    def split_source(self, split: str) -> str:
+        """``train_test_split.txt`` for the official layout, the split's ``image_ids.txt`` for metadata."""
+        meta = self._meta()
+        if meta is not None:
+            return str(meta / split / "image_ids.txt")
+        return str(self._root() / "train_test_split.txt")
+
     # -- official layout -----------------------------------------------------------------------
     def _parse_official(self) -> dict[str, DatasetIndex]:
         root = self._root()
         for name in OFFICIAL_FILES + ("classes.txt",):
             require_file(root / name, "CUB file")
-        images = _table(root / "images.txt", 2)
-        ids = [r[0] for r in images]
-        check_unique(ids, root / "images.txt")
+        images = _table(root / "images.txt", ("image_id", "path"), last_has_spaces=True)
+        ids = [r[0] for _, r in images]
+        check_unique(ids, root / "images.txt", [n for n, _ in images])
+        check_inside([r[1].strip() for _, r in images], root / "images.txt", "path", [n for n, _ in images])
         pos = {k: i for i, k in enumerate(ids)}
         n = len(ids)
 
-        def column(name: str, ncols: int) -> list[list[str]]:
-            rows = _table(root / name, ncols)
+        def column(name: str, names: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+            rows = _table(root / name, names)
             seen = set()
-            for line_no, r in enumerate(rows, start=1):
+            for line_no, r in rows:
                 if r[0] not in pos:
-                    raise DataError(f"{root / name}:{line_no}: unknown image id {r[0]!r}")
+                    raise data_error(root / name, line_no, "image_id", f"{r[0]!r} is not in images.txt")
                 if r[0] in seen:
-                    raise DataError(f"{root / name}:{line_no}: duplicate image id {r[0]!r}")
+                    raise data_error(root / name, line_no, "image_id", f"duplicate {r[0]!r}")
                 seen.add(r[0])
             if len(rows) != n:
                 missing = next(k for k in ids if k not in seen)
-                raise DataError(f"{root / name}: no line for image id {missing!r}")
-            return sorted(rows, key=lambda r: pos[r[0]])
+                raise DataError(f"{root / name}: no line for image id {missing!r} (listed in images.txt)")
+            return sorted(rows, key=lambda r: pos[r[1][0]])
 
-        labels = np.array([int(r[1]) - 1 for r in column("image_class_labels.txt", 2)], dtype=np.int64)
-        check_labels(labels, self.num_classes, root / "image_class_labels.txt")
-        is_train = np.array([r[1].strip() == "1" for r in column("train_test_split.txt", 2)])
+        label_path = root / "image_class_labels.txt"
+        label_rows = column("image_class_labels.txt", ("image_id", "class_id"))
+        labels = np.array([parse_int(r[1], label_path, ln, "class_id") - 1 for ln, r in label_rows], dtype=np.int64)
+        check_labels(labels, self.num_classes, label_path, [ln for ln, _ in label_rows])
+        split_path = root / "train_test_split.txt"
+        split_rows = column("train_test_split.txt", ("image_id", "is_training_image"))
+        is_train = np.zeros(n, dtype=bool)
+        for i, (ln, r) in enumerate(split_rows):
+            if r[1] not in ("0", "1"):
+                raise data_error(split_path, ln, "is_training_image", f"{r[1]!r} is not 0 or 1")
+            is_train[i] = r[1] == "1"
+        box_path = root / "bounding_boxes.txt"
+        box_rows = column("bounding_boxes.txt", BOX_FIELDS)
         boxes = np.zeros((n, 4), dtype=np.int32)
-        for i, r in enumerate(column("bounding_boxes.txt", 5)):
-            x, y, w, h = (float(v) for v in r[1:])
+        for i, (ln, r) in enumerate(box_rows):
+            x, y, w, h = (parse_float(v, box_path, ln, f) for v, f in zip(r[1:], BOX_FIELDS[1:]))
             boxes[i] = (int(x), int(y), int(x + w), int(y + h))
-        paths = [r[1].strip() for r in images]
+        box_lines = np.array([ln for ln, _ in box_rows], dtype=np.int64)
+        paths = [r[1].strip() for _, r in images]
         seg_dir = next(
             (d for d in (root / "segmentations", root.parent / "segmentations") if d.is_dir()), None
         )
@@ -208,7 +236,8 @@ class CUBDataModule(WSOLDataModule):
             mask_root=seg_dir,
             clip_boxes=True,
             class_names=self.class_names,
-            source=str(root / "bounding_boxes.txt"),
+            source=str(box_path),
+            box_lines=box_lines,
         )
         rng = np.random.default_rng(self.seed)
         train_pos = np.flatnonzero(is_train)

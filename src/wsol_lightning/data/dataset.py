@@ -13,13 +13,49 @@ from torch.utils.data import Dataset
 
 from wsol_lightning.data import transforms as T
 from wsol_lightning.data.index import DataError, DatasetIndex
+from wsol_lightning.data.validation import BOX_INVERTED, classify_boxes, describe_box
 from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
 
 log = logging.getLogger(__name__)
 
 
+#: Background that transparent pixels (RGBA, LA, palette with transparency) are composited onto.
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB without saturating or dropping what a viewer shows.
+
+    * 16/32-bit integer grayscale (``I;16*``, ``I``): scaled to 8 bits by ``v / 257`` (65535 -> 255), as
+      OpenCV does; an ``I`` image whose values all fit in 8 bits is kept as is. Pillow's own ``convert``
+      clips these at 255 (a 16-bit PNG read 96% white).
+    * float (``F``): values in [0, 1] are scaled by 255, others clipped to [0, 255].
+    * transparency (``RGBA``, ``LA``, ``PA``, ``P``/``L``/``RGB`` with a ``transparency`` entry): composited onto
+      :data:`ALPHA_BACKGROUND` (dropping alpha shows whatever colour hides under transparent pixels).
+    * palette (``P``), CMYK, YCbCr, LAB, 1-bit: Pillow's conversion (the palette's colours; Adobe CMYK JPEGs are
+      un-inverted by Pillow's decoder).
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        if mode == "F":
+            values = values * 255.0 if values.size and np.nanmax(values) <= 1.0 else values
+        elif mode.startswith("I;16") or (values.size and values.max() > 255):
+            values = values / 257.0
+        gray = np.clip(np.nan_to_num(np.rint(values)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im if mode == "RGB" else im.convert("RGB")
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an image as ``(H, W, 3)`` uint8 RGB, whatever its real format (GIF, RGBA PNG, ...).
+
+    16-bit grayscale is scaled to 8 bits (not clipped), transparency is composited onto white, palette and
+    CMYK images are converted to their colours (see :func:`_to_rgb`).
 
     Raises:
         DataError: missing, unreadable or truncated file (named in the message).
@@ -29,8 +65,8 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"missing image: {path}")
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+            return np.array(_to_rgb(im))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"unreadable or truncated image: {path} ({err})") from err
 
 
@@ -123,17 +159,13 @@ class WSOLDataset(Dataset):
 
     def _checked_boxes(self, i: int, path: Path, width: int, height: int) -> np.ndarray:
         boxes = self.index.boxes_of(i).astype(np.int64)
-        if self.index.clip_boxes and len(boxes):
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width - 1)
-            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height - 1)
-        bad = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width - 1) | (boxes[:, 3] > height - 1)
-        bad |= (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-        if bad.any():
-            raise DataError(
-                f"box {boxes[bad][0].tolist()} outside image {path} of size {width}x{height} "
-                f"(or x1 < x0 / y1 < y0); annotations from {self.index.source}"
-            )
+        n = len(boxes)
+        boxes, status = classify_boxes(boxes, np.full(n, width), np.full(n, height), clip=self.index.clip_boxes)
+        bad = np.flatnonzero(status >= BOX_INVERTED)
+        if len(bad):
+            k = int(self.index.box_offsets[i]) + int(bad[0])
+            reason = describe_box(self.index.boxes[k], int(status[bad[0]]), width, height)
+            raise DataError(f"{self.index.box_location(k)}: box: {reason} (image {path})")
         return boxes
 
     def read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:

@@ -28,9 +28,10 @@ import numpy as np
 from wsol_lightning.data.base import WSOLDataModule
 from wsol_lightning.data.cub import find_metadata_dir
 from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr, require_file
-from wsol_lightning.data.metadata import read_metadata
+from wsol_lightning.data.metadata import class_names_from_labels, read_metadata
+from wsol_lightning.data.parsing import check_inside, data_error, parse_float, read_lines
 from wsol_lightning.data.pets import stratified_holdout
-from wsol_lightning.data.voc import parse_voc_xml
+from wsol_lightning.data.voc import BOX_TAGS, parse_voc_xml
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
 
@@ -71,15 +72,10 @@ class ImageNetDataModule(WSOLDataModule):
             self.data_dir.parent / "LOC_synset_mapping.txt",
         ):
             if path.is_file():
-                return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+                return [ln.split()[0] for ln in read_lines(path, "synset mapping") if ln.strip()]
         meta = self._meta()
         if meta is not None:
-            names: dict[int, str] = {}
-            for line in require_file(meta / "train" / "class_labels.txt").read_text().split():
-                image_id, _, label = line.rpartition(",")
-                parts = image_id.split("/")
-                names.setdefault(int(label), parts[-2] if len(parts) > 1 else label)
-            return [names.get(k, str(k)) for k in range(max(names) + 1)] if names else []
+            return class_names_from_labels(require_file(meta / "train" / "class_labels.txt"))
         train = self.data_dir / "train"
         if not train.is_dir():
             raise FileNotFoundError(f"missing ImageNet train folder or metadata: {train}")
@@ -94,7 +90,7 @@ class ImageNetDataModule(WSOLDataModule):
                 require_localization=split != "train",
             )  # fmt: skip
             if split == "train" and self.proxy:
-                wanted = set(require_file(meta / "train" / "image_ids_proxy.txt").read_text().split())
+                wanted = set(read_lines(meta / "train" / "image_ids_proxy.txt", "proxy id list"))
                 index = index.subset([i for i, k in enumerate(index.image_ids) if k in wanted])
             mapping = meta / split / "mapping.txt"
             if mapping.is_file():
@@ -132,18 +128,28 @@ class ImageNetDataModule(WSOLDataModule):
     def _official_val(self, root: Path, lookup: dict[str, int]) -> DatasetIndex:
         images = sorted(e.name for e in os.scandir(root / "val") if e.name.lower().endswith(IMAGE_EXTS))
         per_image: dict[str, tuple[int, list[list[int]]]] = {}
+        where: dict[str, tuple[str, list[int] | None, tuple[int, int]]] = {}  # file, box lines, size
         csv = next(
             (p for p in (root / "LOC_val_solution.csv", root.parent / "LOC_val_solution.csv") if p.is_file()),
             None,
         )
         if csv is not None:
-            for line_no, line in enumerate(csv.read_text().splitlines()[1:], start=2):
+            for line_no, line in enumerate(read_lines(csv, "ImageNet CSV")[1:], start=2):
+                if not line.strip():
+                    continue
                 image_id, _, pred = line.partition(",")
                 tok = pred.split()
-                if not tok or len(tok) % 5 or tok[0] not in lookup:
-                    raise DataError(f"{csv}:{line_no}: bad line {line!r}")
-                boxes = [[int(v) for v in tok[k + 1 : k + 5]] for k in range(0, len(tok), 5)]
+                if not tok or len(tok) % 5:
+                    raise data_error(csv, line_no, "PredictionString", f"expected groups of 5 values, got {pred!r}")
+                for k in range(0, len(tok), 5):
+                    if tok[k] not in lookup:
+                        raise data_error(csv, line_no, "PredictionString", f"unknown synset {tok[k]!r}")
+                boxes = [
+                    [int(parse_float(v, csv, line_no, f)) for v, f in zip(tok[k + 1 : k + 5], BOX_TAGS)]
+                    for k in range(0, len(tok), 5)
+                ]
                 per_image[image_id] = (lookup[tok[0]], boxes)
+                where[image_id] = (str(csv), [line_no] * len(boxes), (-1, -1))
         xml_dirs = [d for d in (root / "val", root / "bbox_val", root / "ILSVRC2012_bbox_val") if d.is_dir()]
         synsets = tuple(lookup)
         for name in images:
@@ -155,27 +161,32 @@ class ImageNetDataModule(WSOLDataModule):
                 xml = next((p for d in xml_dirs for p in d.rglob(f"{stem}.xml")), None)
             if xml is None:
                 raise DataError(f"missing annotation for {root / 'val' / name} (no {stem}.xml, no CSV line)")
-            labels, boxes = parse_voc_xml(xml, synsets, one_based=False)
-            if not labels:
-                raise DataError(f"{xml}: no <object>")
-            per_image[stem] = (labels[0], boxes)
+            ann = parse_voc_xml(xml, synsets, one_based=False)
+            if not ann.labels:
+                raise DataError(f"{xml}: object: none (every val image needs at least one <object>)")
+            per_image[stem] = (ann.labels[0], ann.boxes)
+            where[stem] = (str(xml), None, ann.size)
         keys = [Path(n).stem for n in images]
         offsets, boxes = boxes_to_csr([per_image[k][1] for k in keys])
+        lines = [where[k][1] for k in keys]
         return DatasetIndex(
             root=root, image_ids=[f"val/{n}" for n in images],
             labels=np.array([per_image[k][0] for k in keys], dtype=np.int64), box_offsets=offsets,
-            boxes=boxes, sizes=np.full((len(keys), 2), -1, dtype=np.int32), clip_boxes=True,
-            class_names=list(synsets), source=str(csv or root / "val"),
+            boxes=boxes, sizes=np.array([where[k][2] for k in keys], dtype=np.int32).reshape(-1, 2),
+            clip_boxes=True, class_names=list(synsets), source=str(csv or root / "val"),
+            box_files=[where[k][0] for k in keys],
+            box_lines=np.array([n for ls in lines for n in ls], dtype=np.int64) if all(lines) else None,
         )  # fmt: skip
 
 
 def _apply_mapping(index: DatasetIndex, mapping: Path, root: Path) -> None:
     """Rename ImageNetV2 ids per ``mapping.txt`` (``old,new`` relative to ``val2/``) when needed."""
     pairs = {}
-    for line in mapping.read_text().splitlines():
+    for line_no, line in enumerate(read_lines(mapping, "ImageNetV2 mapping"), start=1):
         if line.strip():
-            old, _, new = line.partition(",")
-            pairs[old.strip()] = new.strip()
+            old, _, new = (v.strip() for v in line.partition(","))
+            check_inside([new], mapping, "new id", [line_no])
+            pairs[old] = new
     for i, image_id in enumerate(index.image_ids):
         prefix, _, rel = image_id.partition("/")
         if rel in pairs and not (root / image_id).exists():

@@ -54,6 +54,9 @@ class DatasetIndex:
             layouts whose float boxes round onto the border, e.g. CUB ``x + w == width``).
         class_names: names of the classes, index = label.
         source: file the annotations came from (named in error messages).
+        box_lines: optional ``(M,)`` line of each box in its annotation file (named in errors).
+        box_files: optional ``N`` annotation file of each sample's boxes when not ``source`` (one
+            XML per image).
 
     """
 
@@ -73,6 +76,8 @@ class DatasetIndex:
     boxes_from_mask: bool = False
     class_names: list[str] = field(default_factory=list)
     source: str = ""
+    box_lines: np.ndarray | None = None
+    box_files: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -91,6 +96,14 @@ class DatasetIndex:
         """Return the ``(n_i, 4)`` int boxes of sample ``i`` (original pixels, inclusive)."""
         return self.boxes[self.box_offsets[i] : self.box_offsets[i + 1]]
 
+    def box_location(self, k: int) -> str:
+        """Where box ``k`` (row of ``boxes``) was read: ``file:line``, or the file, image and box number."""
+        i = int(np.searchsorted(self.box_offsets, k, side="right")) - 1
+        file = self.box_files[i] if self.box_files is not None else self.source
+        if self.box_lines is not None:
+            return f"{file}:{int(self.box_lines[k])}"
+        return f"{file}: image {self.image_ids[i]!r}, box #{k - int(self.box_offsets[i])}"
+
     def has_masks(self, i: int) -> bool:
         """Whether sample ``i`` has at least one mask file."""
         if self.mask_data is not None:
@@ -107,6 +120,7 @@ class DatasetIndex:
             rows = np.concatenate([np.arange(self.box_offsets[p], self.box_offsets[p + 1]) for p in pos])
             boxes = self.boxes[rows]
         else:
+            rows = np.zeros(0, dtype=np.int64)
             boxes = np.zeros((0, 4), dtype=np.int32)
         return DatasetIndex(
             root=self.root,
@@ -125,6 +139,8 @@ class DatasetIndex:
             boxes_from_mask=self.boxes_from_mask,
             class_names=list(self.class_names),
             source=self.source,
+            box_lines=None if self.box_lines is None else self.box_lines[rows],
+            box_files=None if self.box_files is None else [self.box_files[p] for p in pos],
         )
 
 
@@ -138,26 +154,37 @@ def boxes_to_csr(per_image: Sequence[Sequence[Sequence[int]]]) -> tuple[np.ndarr
     return offsets, arr
 
 
-def check_unique(image_ids: Sequence[str], source: str | Path) -> None:
-    """Raise :class:`DataError` naming the first duplicated id (and its line) in ``source``."""
+def check_unique(
+    image_ids: Sequence[str], source: str | Path, lines: Sequence[int] | None = None, field: str = "image_id"
+) -> None:
+    """Raise :class:`DataError` naming the first duplicated id (and its line) in ``source``.
+
+    ``lines``: line of each id in ``source`` (default: position + 1); ``field``: the column's name.
+    """
     if len(set(image_ids)) == len(image_ids):
         return
     seen: dict[str, int] = {}
-    for line, image_id in enumerate(image_ids, start=1):
+    numbers = lines if lines is not None else range(1, len(image_ids) + 1)
+    for line, image_id in zip(numbers, image_ids):
         if image_id in seen:
             raise DataError(
-                f"{source}:{line}: duplicate image id {image_id!r} (first on line {seen[image_id]})"
+                f"{source}:{line}: {field}: duplicate {image_id!r} (first on line {seen[image_id]})"
             )
         seen[image_id] = line
 
 
-def check_labels(labels: np.ndarray, num_classes: int, source: str | Path) -> None:
-    """Raise :class:`DataError` naming the first label outside ``[0, num_classes)`` and its line."""
+def check_labels(
+    labels: np.ndarray, num_classes: int, source: str | Path, lines: Sequence[int] | None = None
+) -> None:
+    """Raise :class:`DataError` naming the first label outside ``[0, num_classes)`` and its line.
+
+    ``lines``: line of each label in ``source`` (default: position + 1).
+    """
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
-        line = int(bad[0]) + 1
+        line = int(lines[bad[0]]) if lines is not None else int(bad[0]) + 1
         raise DataError(
-            f"{source}:{line}: label {int(labels[bad[0]])} out of range [0, {num_classes}) "
+            f"{source}:{line}: label: {int(labels[bad[0]])} is out of range [0, {num_classes}) "
             f"({len(bad)} bad labels in total)"
         )
 

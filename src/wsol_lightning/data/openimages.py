@@ -15,7 +15,7 @@ from pathlib import Path
 from wsol_lightning.data.base import WSOLDataModule
 from wsol_lightning.data.cub import find_metadata_dir
 from wsol_lightning.data.index import DatasetIndex, require_file
-from wsol_lightning.data.metadata import read_metadata
+from wsol_lightning.data.metadata import class_names_from_labels, read_metadata
 
 
 class OpenImagesDataModule(WSOLDataModule):
@@ -51,12 +51,7 @@ class OpenImagesDataModule(WSOLDataModule):
 
     def read_class_names(self) -> list[str]:
         """Class MIDs taken from the train ids' class folders (``train/<mid>/<file>``)."""
-        names: dict[int, str] = {}
-        for line in require_file(self._meta() / "train" / "class_labels.txt").read_text().split():
-            image_id, _, label = line.rpartition(",")
-            parts = image_id.split("/")
-            names.setdefault(int(label), parts[-2] if len(parts) > 1 else label)
-        return [names.get(k, str(k)) for k in range(max(names) + 1)] if names else []
+        return class_names_from_labels(require_file(self._meta() / "train" / "class_labels.txt"))
 
     def build_index(self, split: str) -> DatasetIndex:
         """Index of ``split``."""

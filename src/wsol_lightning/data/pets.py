@@ -22,7 +22,8 @@ import numpy as np
 
 from wsol_lightning.data.base import WSOLDataModule, resolve_root
 from wsol_lightning.data.download import PETS_RESOURCES, prepare_official
-from wsol_lightning.data.index import DataError, DatasetIndex, check_unique, require_file
+from wsol_lightning.data.index import DataError, DatasetIndex, check_unique
+from wsol_lightning.data.parsing import check_inside, data_error, parse_int, read_lines, split_fields
 
 
 def read_pets_list(path: Path) -> list[tuple[str, int]]:
@@ -33,14 +34,18 @@ def read_pets_list(path: Path) -> list[tuple[str, int]]:
 
     """
     rows: list[tuple[str, int]] = []
-    for line_no, line in enumerate(require_file(path, "Oxford-IIIT Pet file").read_text().splitlines(), 1):
+    lines: list[int] = []
+    for line_no, line in enumerate(read_lines(path, "Oxford-IIIT Pet file"), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        parts = line.split()
-        if len(parts) != 4 or not parts[1].isdigit():
-            raise DataError(f"{path}:{line_no}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}")
-        rows.append((parts[0], int(parts[1])))
-    check_unique([r[0] for r in rows], path)
+        parts = split_fields(line, ("Image", "CLASS-ID", "SPECIES", "BREED-ID"), path, line_no)
+        class_id = parse_int(parts[1], path, line_no, "CLASS-ID")
+        if class_id < 1:
+            raise data_error(path, line_no, "CLASS-ID", f"{parts[1]!r} is not a positive class id")
+        rows.append((parts[0], class_id))
+        lines.append(line_no)
+    check_unique([r[0] for r in rows], path, lines)
+    check_inside([r[0] for r in rows], path, "Image", lines)
     return rows
 
 

@@ -16,40 +16,49 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from wsol_lightning.data.base import WSOLDataModule, resolve_root
 from wsol_lightning.data.download import VOC_RESOURCES, prepare_official
-from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr, check_unique, require_file
+from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr, check_unique
+from wsol_lightning.data.parsing import check_inside, data_error, parse_float, parse_int, read_lines
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
     "tvmonitor",
 )  # fmt: skip
+BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
 def read_ids(path: Path) -> list[str]:
-    """Read an id list (first column of each line); duplicates raise naming file and line."""
-    ids = [
-        line.split()[0]
-        for line in require_file(path, "VOC split file").read_text().splitlines()
-        if line.strip()
-    ]
-    check_unique(ids, path)
+    """Read an id list (first column of each line); duplicates and paths outside the root are refused."""
+    rows = [(n, line.split()[0]) for n, line in enumerate(read_lines(path, "VOC split file"), 1) if line.strip()]
+    ids, lines = [r[1] for r in rows], [r[0] for r in rows]
+    check_unique(ids, path, lines)
+    check_inside(ids, path, "image id", lines)
     return ids
 
 
-def parse_voc_xml(
-    path: Path, classes: tuple[str, ...] = VOC_CLASSES, one_based: bool = True
-) -> tuple[list[int], list[list[int]]]:
-    """Return ``(class indices, boxes)`` of a VOC annotation file (boxes 0-based inclusive).
+class VOCAnnotation(NamedTuple):
+    """One parsed annotation file: class indices, 0-based inclusive boxes, image ``(width, height)``."""
 
-    ``one_based``: the file's coordinates start at 1 (VOC) and are shifted by -1.
+    labels: list[int]
+    boxes: list[list[int]]
+    size: tuple[int, int]
+
+
+def parse_voc_xml(path: Path, classes: tuple[str, ...] = VOC_CLASSES, one_based: bool = True) -> VOCAnnotation:
+    """Parse a VOC-style annotation file (boxes 0-based inclusive; ``(-1, -1)`` when no ``<size>``).
+
+    ``one_based``: the file's coordinates start at 1 (VOC) and are shifted by -1. Boxes are checked
+    against the image later (:mod:`~wsol_lightning.data.validation`); here each field is parsed.
 
     Raises:
-        DataError: missing/unparsable file, unknown class, bad box (file named).
+        DataError: missing/unparsable file (with its line), unknown class, missing or non-numeric
+            field -- ``file: object #k (name): field: ...``.
 
     """
     if not path.is_file():
@@ -57,26 +66,25 @@ def parse_voc_xml(
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
-        raise DataError(f"unparsable annotation {path}: {err}") from err
+        raise data_error(path, err.position[0], "xml", str(err)) from err
+    size = root.find("size")
+    width = height = -1
+    if size is not None and (size.findtext("width") or "").strip():
+        width = parse_int(size.findtext("width") or "", path, None, "size/width")
+        height = parse_int(size.findtext("height") or "", path, None, "size/height")
     labels, boxes = [], []
-    for obj in root.iter("object"):
+    for k, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
+        where = f"{path}: object #{k} ({name})"
         if name not in classes:
-            raise DataError(f"{path}: unknown class {name!r}")
+            raise DataError(f"{where}: name: unknown class {name!r}")
         bb = obj.find("bndbox")
         if bb is None:
-            raise DataError(f"{path}: object {name!r} without <bndbox>")
-        try:
-            x0, y0, x1, y1 = (
-                int(float(bb.findtext(k) or "nan")) - int(one_based) for k in ("xmin", "ymin", "xmax", "ymax")
-            )
-        except ValueError as err:
-            raise DataError(f"{path}: bad <bndbox> for {name!r}") from err
-        if x0 < 0 or y0 < 0 or x1 < x0 or y1 < y0:
-            raise DataError(f"{path}: box {(x0, y0, x1, y1)} of {name!r} is invalid")
+            raise DataError(f"{where}: bndbox: missing")
+        coords = [int(parse_float(bb.findtext(f) or "", where, None, f"bndbox/{f}")) - int(one_based) for f in BOX_TAGS]
         labels.append(classes.index(name))
-        boxes.append([x0, y0, x1, y1])
-    return labels, boxes
+        boxes.append(coords)
+    return VOCAnnotation(labels, boxes, (width, height) if width > 0 and height > 0 else (-1, -1))
 
 
 class VOCDataModule(WSOLDataModule):
@@ -135,19 +143,21 @@ class VOCDataModule(WSOLDataModule):
         root = self._root()
         n = len(ids)
         multi_hot = np.zeros((n, len(VOC_CLASSES)), dtype=np.uint8)
-        per_boxes = []
+        per_boxes, sizes, files = [], np.full((n, 2), -1, dtype=np.int32), []
         for i, image_id in enumerate(ids):
-            labels, boxes = parse_voc_xml(root / "Annotations" / f"{image_id}.xml")
-            multi_hot[i, labels] = 1
-            per_boxes.append(boxes)
+            files.append(str(root / "Annotations" / f"{image_id}.xml"))
+            ann = parse_voc_xml(Path(files[-1]))
+            multi_hot[i, ann.labels] = 1
+            per_boxes.append(ann.boxes)
+            sizes[i] = ann.size
         offsets, boxes = boxes_to_csr(per_boxes)
         seg = root / "SegmentationClass"
         masks = [(f"{i}.png",) if (seg / f"{i}.png").is_file() else () for i in ids]
         return DatasetIndex(
             root=root / "JPEGImages", image_ids=[f"{i}.jpg" for i in ids],
             labels=np.full(n, -1, dtype=np.int64), box_offsets=offsets, boxes=boxes,
-            sizes=np.full((n, 2), -1, dtype=np.int32), multi_hot=multi_hot, mask_paths=masks,
-            mask_root=seg, mask_format="palette", class_names=self.class_names, source=str(source),
+            sizes=sizes, multi_hot=multi_hot, mask_paths=masks, mask_root=seg, mask_format="palette",
+            class_names=self.class_names, source=str(source), box_files=files,
         )  # fmt: skip
 
     def _parse(self) -> dict[str, DatasetIndex]:

@@ -25,11 +25,16 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated
+from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler
 from wsol_lightning.methods.sanity import print_sanity_warnings
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
+
+#: ``self.log`` arguments for epoch-level values already reduced over all processes (torchmetrics ``compute``):
+#: every rank holds the same value, so syncing with ``max`` returns it unchanged (exactly, where a mean could
+#: round), and Lightning does not warn under DDP that an epoch-level value is logged without ``sync_dist``.
+ALREADY_REDUCED: dict[str, Any] = {"sync_dist": True, "reduce_fx": "max"}
 
 
 def upsample_and_normalize(maps: Tensor, size: Sequence[int], mode: str = "bicubic") -> Tensor:
@@ -138,6 +143,7 @@ class WSOLModule(L.LightningModule):
         self.seed_miou = SeedMIoU(num_classes)
         self.register_buffer("seed_bg_threshold", torch.tensor(math.nan, dtype=torch.float64))
         self._sanity_messages: dict[str, list[str]] = {}
+        self._num_skipped = 0  # samples the eval loader skipped this epoch on this process (skip_bad)
 
     # ------------------------------------------------------------------ to implement
     def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -173,8 +179,16 @@ class WSOLModule(L.LightningModule):
         out["loss"] = sum(losses[k] for k in kept)  # type: ignore[assignment]
         return out
 
-    def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor:
-        """Compute, check and log the loss terms (classification terms only during ``warmup_epochs``)."""
+    def training_step(self, batch: WSOLBatch, batch_idx: int) -> Tensor | None:
+        """Compute, check and log the loss terms (``None``: every sample of the batch was skipped).
+
+        During ``warmup_epochs`` only the classification terms are optimised (:meth:`warmup_objective`).
+        """
+        if "num_skipped" in batch:  # skip_bad: summed over the epoch and the processes
+            self.log("train/num_skipped", batch["num_skipped"].float(), on_step=False, on_epoch=True,
+                     reduce_fx="sum", sync_dist=True, batch_size=1)
+        if "image" not in batch:
+            return None
         losses = self.warmup_objective(self.training_losses(batch), self.current_epoch)
         for name in sorted(losses, key=lambda k: k == "loss"):  # name the term, not only the total
             value = losses[name]
@@ -230,6 +244,14 @@ class WSOLModule(L.LightningModule):
             classes = torch.full((images.shape[0],), cls, dtype=torch.long, device=images.device)
             maps[:, cls] = self.normalize_to_image(self.localization_maps(outputs, classes), size)
         return maps * present[:, :, None, None]
+
+    def on_validation_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Count the samples the loader skipped (``skip_bad``) for ``val/num_skipped``."""
+        self._num_skipped += int(batch.get("num_skipped", 0))
+
+    def on_test_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Count the samples the loader skipped (``skip_bad``) for ``test/num_skipped``."""
+        self._num_skipped += int(batch.get("num_skipped", 0))
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         """Accumulate val metrics."""
@@ -287,6 +309,13 @@ class WSOLModule(L.LightningModule):
         if need_seed and any_process_updated(seeds):
             self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
+        fixed = self.hparams.get("operating_threshold")
+        state = checkpoint.get("state_dict")
+        if fixed is not None and isinstance(state, dict) and "operating_threshold" in state:
+            state["operating_threshold"] = torch.tensor(float(fixed), dtype=torch.float64)
+
     def on_test_epoch_end(self) -> None:
         """Log test metrics at the operating threshold chosen on val."""
         self._log_eval_metrics("test", choose_threshold=False)
@@ -303,10 +332,13 @@ class WSOLModule(L.LightningModule):
         results["top1_cls"] = self.top1_cls.compute() * 100
         results["top5_cls"] = self.top5_cls.compute() * 100
         results.update(self._seed_results(choose_threshold))
+        skipped, skip_message = skipped_report(stage, self._num_skipped)
+        results["num_skipped"] = torch.tensor(skipped)
         flags, self._sanity_messages[stage] = self.evaluator.warnings(results, threshold)  # printed at teardown
+        self._sanity_messages[stage] += [skip_message] if skip_message else []
         results.update(flags)
         self.log_dict({f"{stage}/{k}": torch.as_tensor(v, dtype=torch.float32) for k, v in results.items()
-                       if k != "best_threshold"}, sync_dist=False)
+                       if k != "best_threshold"}, **ALREADY_REDUCED)
         self._reset_eval_metrics()
 
     def teardown(self, stage: str) -> None:
@@ -329,6 +361,7 @@ class WSOLModule(L.LightningModule):
         return results
 
     def _reset_eval_metrics(self) -> None:
+        self._num_skipped = 0
         self.seed_miou.reset()
         self.evaluator.reset()
         self.top1_cls.reset()

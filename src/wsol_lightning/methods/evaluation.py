@@ -11,14 +11,36 @@ from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
 
 
-def any_process_updated(metric: nn.Module) -> bool:
-    """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
-    count = torch.tensor(float(getattr(metric, "_update_count", 0)))
+def sum_over_processes(value: float) -> float:
+    """``value`` summed over every process (itself when not distributed); all processes must call it."""
+    total = torch.tensor(float(value), dtype=torch.float64)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        count = count.to(device)
-        dist.all_reduce(count)
-    return bool(count.item() > 0)
+        total = total.to(device)
+        dist.all_reduce(total)
+    return float(total.item())
+
+
+def any_process_updated(metric: nn.Module) -> bool:
+    """Whether any process updated ``metric`` (every process must agree before a synced compute)."""
+    return sum_over_processes(float(getattr(metric, "_update_count", 0))) > 0
+
+
+def skipped_report(stage: str, local_skipped: int) -> tuple[float, str]:
+    """Samples skipped as unreadable (``skip_bad``) over every process, and the message to print ("" if none).
+
+    Returns:
+        ``(total, message)``: the total is logged as ``{stage}/num_skipped`` beside the metrics it
+        qualifies; the message joins the warnings printed after the metrics table.
+
+    """
+    total = sum_over_processes(local_skipped)
+    if total <= 0:
+        return total, ""
+    return total, (
+        f"{int(total)} {stage} sample(s) were skipped as unreadable (skip_bad=True): the {stage} metrics "
+        f"exclude them ({stage}/num_skipped)"
+    )
 
 
 class LocalizationEvaluator(nn.Module):

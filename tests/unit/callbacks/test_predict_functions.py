@@ -107,3 +107,39 @@ def test_ground_truth_from_a_cub_layout_is_in_the_original_frame(tmp_path: Path)
         assert ann["category_id"] == [5, 6][int(index.labels[i])]
         image = next(im for im in gt["images"] if im["id"] == i)
         assert x1 < image["width"] and y1 < image["height"]
+
+
+def test_stored_map_caps_the_long_side_and_casts():
+    huge = np.random.default_rng(0).random((4000, 6000)).astype(np.float32)
+    stored = P.stored_map(huge)  # defaults: long side 1024, float16
+    assert stored.shape == (683, 1024) and stored.dtype == np.float16
+    assert stored.nbytes < 1.5e6 and 0.45 < float(stored.mean()) < 0.55  # area average of U(0, 1)
+    small = np.array([[0.0, 0.5], [0.999, 1.0]], np.float32)
+    np.testing.assert_array_equal(P.stored_map(small, None, "float32"), small)
+    np.testing.assert_array_equal(P.stored_map(small, None, "uint8"), [[0, 127], [254, 255]])  # uint8(m*255)
+    with pytest.raises(ValueError, match="map dtype"):
+        P.stored_map(small, 8, "int16")
+    with pytest.raises(ValueError, match="max_side"):
+        P.stored_map(small, 0)
+
+
+def test_records_survive_a_torn_last_line_and_name_a_corrupt_one(tmp_path: Path):
+    from wsol_lightning.callbacks import prediction_records as R
+
+    log = R.RecordLog(R.records_path(tmp_path, 0))
+    log.append([{"kind": "header", "categories": [{"id": 1, "name": "a"}]},
+                {"kind": "image", "image": {"id": 0, "file_name": "x.jpg", "width": 2, "height": 2},
+                 "boxes": [], "mask": None},
+                {"kind": "skipped", "index": 1, "file_name": "y.jpg", "reason": "unreadable"}])
+    log.close()
+    path = R.records_path(tmp_path, 0)
+    path.write_text(path.read_text() + '{"kind": "ima')  # the process died while writing this line
+    records = R.read_records([path])
+    assert [im["file_name"] for im in records.images] == ["x.jpg"] and records.torn_lines == 1
+    R.write_outputs(tmp_path, records, complete=False, stopped_by="kill")
+    dataset = json.loads((tmp_path / "predictions.json").read_text())
+    assert dataset["skipped"] == [{"index": 1, "file_name": "y.jpg", "reason": "unreadable"}]
+    assert dataset["info"]["complete"] is False and dataset["categories"] == [{"id": 1, "name": "a"}]
+    path.write_text('garbage\n{"kind": "header", "categories": []}\n')
+    with pytest.raises(ValueError, match=r"corrupt record line 1 of .*records_rank0\.jsonl"):
+        R.read_records([path])

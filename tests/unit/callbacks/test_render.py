@@ -66,3 +66,13 @@ def test_curve_figures_render_the_curves():
         assert len(np.unique(fig.reshape(-1, 3), axis=0)) > 10  # drawn, not blank
     assert box.shape == (350, 500, 3)
     assert cv2.countNonZero(cv2.inRange(box, (0, 0, 0), (40, 40, 40))) > 0  # black text/lines
+
+
+def test_draw_mask_tints_only_the_mask_by_alpha():
+    image = np.full((6, 8, 3), 100, np.uint8)
+    mask = np.zeros((6, 8), bool)
+    mask[1:3, 2:5] = True
+    out = render.draw_mask(image, mask, colour=(255, 255, 0), alpha=0.5)
+    np.testing.assert_array_equal(out[1, 2], [177, 177, 50])  # 0.5 * 100 + 0.5 * (255, 255, 0), truncated
+    np.testing.assert_array_equal(out[0, 0], [100, 100, 100])
+    assert (out[~mask] == 100).all()

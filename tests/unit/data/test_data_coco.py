@@ -47,5 +47,5 @@ def test_bad_json_named(tmp_path):
         _dm(root).build_index("test")
     data["images"].append(dict(data["images"][0]))
     path.write_text(json.dumps(data))
-    with pytest.raises(DataError, match="test.json:5: duplicate image id"):
+    with pytest.raises(DataError, match=r"test.json: images\[4\]: id: duplicate 1000"):
         _dm(root).build_index("test")

@@ -52,15 +52,15 @@ def test_labels_in_another_order(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda d: (d / "image_ids.txt").write_text("a\nb\na"), r"image_ids.txt:3: duplicate"),
+        (lambda d: (d / "image_ids.txt").write_text("a\nb\na"), r"image_ids.txt:3: image_id: duplicate"),
         (
             lambda d: (d / "class_labels.txt").write_text("a,0\nb,7"),
-            r"class_labels.txt:2: label 7 out of range",
+            r"class_labels.txt:2: label: 7 is out of range",
         ),
         (lambda d: (d / "localization.txt").write_text("a,0,0,9,9\nb,0,0,10,9"), r"localization.txt:2: box"),
         (
             lambda d: (d / "localization.txt").write_text("a,0,0,9,9\nzz,0,0,1,1"),
-            r"localization.txt:2: image id 'zz'",
+            r"localization.txt:2: image_id: 'zz' is not in image_ids.txt",
         ),
         (lambda d: (d / "class_labels.txt").unlink(), r"missing .*class_labels.txt"),
     ],

@@ -72,7 +72,7 @@ def test_unpadded_sampler_no_duplicates():
 
 
 def test_collate_all_skipped_and_partial_masks():
-    assert wsol_collate([None, None]) is None
+    assert wsol_collate([None, None]) == {"num_skipped": 2}
     s = {
         "image": torch.zeros(3, 4, 4),
         "label": torch.tensor(0),

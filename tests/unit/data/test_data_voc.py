@@ -50,8 +50,8 @@ def test_bad_annotations_named(voc):
 def test_unknown_class_and_duplicate_id(voc):
     xml = voc / "Annotations" / "2008_000002.xml"
     xml.write_text(xml.read_text().replace("<name>", "<name>x", 1))
-    with pytest.raises(DataError, match="2008_000002.xml: unknown class"):
+    with pytest.raises(DataError, match=r"2008_000002.xml: object #0 \(xbicycle\): name: unknown class"):
         VOCDataModule(voc).build_index("test")
     (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2008_000000\n2008_000000\n")
-    with pytest.raises(DataError, match=r"val.txt:2: duplicate"):
+    with pytest.raises(DataError, match=r"val.txt:2: image_id: duplicate"):
         VOCDataModule(voc).build_index("test")

@@ -19,6 +19,29 @@ from torch import Tensor, nn
 from wsol_lightning.backbones import build_trunk
 
 GradientVariant = Literal["cub", "ilsvrc", "openimages"]
+InitMode = Literal["he", "xavier", "zeros", "default"]
+
+
+def init_conv(conv: nn.Conv2d, mode: InitMode) -> None:
+    """Initialise a new conv as the official code does; the bias (if any) is zeroed except for ``default``.
+
+    ``he``: normal, std ``sqrt(2 / fan_out)`` (``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, the
+    official WSOL code for every new conv: classifiers ``C -> 200`` get std 0.1); ``xavier``: uniform Glorot
+    (the official VOC code; InceptionV3 on OpenImages); ``zeros`` (the official aggregators); ``default``:
+    PyTorch's own initialisation, left as is.
+    """
+    if mode == "default":
+        return
+    if mode == "he":
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    elif mode == "xavier":
+        nn.init.xavier_uniform_(conv.weight)
+    elif mode == "zeros":
+        nn.init.zeros_(conv.weight)
+    else:
+        raise ValueError(f"init mode must be he, xavier, zeros or default, got {mode!r}")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,9 @@ class BCAMPreset:
         aggregator_bias: the aggregators' 1x1 convs have a bias.
         gradient_tap: number of extra convs before the layer the gradient map differentiates
             (ResNet ``layer4`` = 0, VGG ``conv6`` = 1, InceptionV3 ``SPG_A3_1b`` = 1).
+        gradient_before_relu: the differentiated layer is the last extra conv's output *before* its ReLU
+            (VGG: the official hook is on ``conv6``, a bare ``nn.Conv2d``; InceptionV3's ``SPG_A3_1b`` is a
+            conv + ReLU ``nn.Sequential``, so its hook sees the output after the ReLU).
         head_lr_taps: trunk stages trained at the head lr (ResNet's layer4).
 
     """
@@ -47,6 +73,7 @@ class BCAMPreset:
     aggregate_trunk: bool = False
     aggregator_bias: bool = False
     gradient_tap: int = 0
+    gradient_before_relu: bool = False
     head_lr_taps: tuple[int, ...] = ()
 
 
@@ -55,7 +82,7 @@ class BCAMPreset:
 #: InceptionV3: Mixed_6e at 28x28 + two 3x3 convs 768->1024->1024 with dropout 0.5.
 BCAM_PRESETS: dict[str, BCAMPreset] = {
     "vgg": BCAMPreset(num_taps=5, extra_convs=(1024,), aggregate_trunk=True, aggregator_bias=True,
-                      gradient_tap=1),
+                      gradient_tap=1, gradient_before_relu=True),
     "inception_v3": BCAMPreset(num_taps=4, stride_one_taps=(3,), extra_convs=(1024, 1024), dropout=0.5,
                                gradient_tap=1),
     "resnet": BCAMPreset(stride_one_taps=(3, 4), head_lr_taps=(4,)),
@@ -95,23 +122,27 @@ class BCAMHead(nn.Module):
         aggregator_channels: channels of the aggregators' input.
         num_classes: classes ``N``.
         num_heads: attention heads ``K``.
-        aggregator_bias: aggregators with a bias (zero-initialised too).
+        aggregator_bias: aggregators with a bias.
         classifier_bias: classifiers with a bias.
+        classifier_init: :func:`init_conv` mode of the classifiers (official WSOL ``he``, VOC ``xavier``).
+        aggregator_init: :func:`init_conv` mode of the aggregators (official WSOL ``zeros``: uniform softmax,
+            training starts as exact GAP; VOC ``xavier``).
 
     """
 
     def __init__(self, feature_channels: int, aggregator_channels: int, num_classes: int,
                  num_heads: int = 100,
-                 aggregator_bias: bool = False, classifier_bias: bool = True) -> None:
+                 aggregator_bias: bool = False, classifier_bias: bool = True,
+                 classifier_init: InitMode = "he", aggregator_init: InitMode = "zeros") -> None:
         super().__init__()
         self.aggregator_obj = nn.Conv2d(aggregator_channels, num_heads, 1, bias=aggregator_bias)
         self.aggregator_bg = nn.Conv2d(aggregator_channels, num_heads, 1, bias=aggregator_bias)
-        for aggregator in (self.aggregator_obj, self.aggregator_bg):
-            nn.init.zeros_(aggregator.weight)  # uniform softmax: training starts as exact GAP
-            if aggregator.bias is not None:
-                nn.init.zeros_(aggregator.bias)
         self.classifier_obj = nn.Conv2d(feature_channels, num_classes, 1, bias=classifier_bias)
         self.classifier_bg = nn.Conv2d(feature_channels, num_classes, 1, bias=classifier_bias)
+        for aggregator in (self.aggregator_obj, self.aggregator_bg):
+            init_conv(aggregator, aggregator_init)
+        for classifier in (self.classifier_obj, self.classifier_bg):
+            init_conv(classifier, classifier_init)
 
     @staticmethod
     def _linear(classifier: nn.Conv2d, pooled: Tensor) -> Tensor:
@@ -149,6 +180,10 @@ class BCAMHead(nn.Module):
             "attention_bg": att_bg,
         }
 
+    def class_maps(self, features: Tensor) -> Tensor:
+        """Object classifier on every pixel, all classes: ``W_o F + b_o`` ``(B, N, h, w)``."""
+        return self.classifier_obj(features)
+
     def pixel_scores(self, features: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
         """Return object and background scores ``W F + b`` of ``classes`` ``(B,)``, each ``(B, h, w)``."""
         scores = []
@@ -161,8 +196,11 @@ class BCAMHead(nn.Module):
         return scores[0], scores[1]
 
 
-def _extra_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+def _extra_block(in_channels: int, out_channels: int, init: InitMode, relu: bool = True) -> nn.Sequential:
+    """A new 3x3 conv (+ ReLU unless ``relu=False``: then the caller puts the ReLU after the gradient tap)."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    init_conv(conv, init)
+    return nn.Sequential(conv, nn.ReLU(inplace=True)) if relu else nn.Sequential(conv)
 
 
 class BCAMNet(nn.Module):
@@ -181,6 +219,14 @@ class BCAMNet(nn.Module):
         num_taps: override the preset's number of stages.
         extra_convs: override the preset's extra 3x3 convs (channels each; empty = none).
         aggregate_trunk: override whether the aggregators read the trunk output rather than ``F``.
+        head_init: :func:`init_conv` mode of the new convs and classifiers (official WSOL: ``he``).
+        aggregator_init: :func:`init_conv` mode of the aggregators (official WSOL: ``zeros``).
+        frozen_taps: trunk stages whose parameters are frozen (``requires_grad=False``; the VOC/IRN code
+            freezes the stem ``conv1``/``bn1``, tap 0 of a ResNet).
+        detach_taps: trunk stages whose output is detached (the VOC/IRN code detaches ``layer2``, tap 2:
+            nothing before it is trained).
+        frozen_bn: every BatchNorm of the trunk normalises with its running statistics and never updates
+            them, in training too (IRN's ``FixedBatchNorm``); its affine parameters still train.
 
     """
 
@@ -188,7 +234,10 @@ class BCAMNet(nn.Module):
                  detach_obj_for_bg: bool = True, detach_bg_for_bg: bool = True,
                  aggregator_bias: bool | None = None, classifier_bias: bool = True,
                  stride_one_taps: tuple[int, ...] | None = None, num_taps: int | None = None,
-                 extra_convs: tuple[int, ...] | None = None, aggregate_trunk: bool | None = None) -> None:
+                 extra_convs: tuple[int, ...] | None = None, aggregate_trunk: bool | None = None,
+                 head_init: InitMode = "he", aggregator_init: InitMode = "zeros",
+                 frozen_taps: tuple[int, ...] = (), detach_taps: tuple[int, ...] = (),
+                 frozen_bn: bool = False) -> None:
         super().__init__()
         preset = bcam_preset(backbone)
         self.preset = preset
@@ -206,7 +255,10 @@ class BCAMNet(nn.Module):
             target = pre if index < gradient_tap else post
             if preset.dropout:
                 target.append(nn.Dropout(preset.dropout))
-            target.append(_extra_block(channels, out_channels))
+            split = preset.gradient_before_relu and index == gradient_tap - 1
+            target.append(_extra_block(channels, out_channels, head_init, relu=not split))
+            if split:  # the tap is the conv output; its ReLU must not overwrite it in place
+                post.append(nn.ReLU(inplace=False))
             channels = out_channels
         if extras and preset.dropout:
             post.append(nn.Dropout(preset.dropout))
@@ -220,8 +272,16 @@ class BCAMNet(nn.Module):
         self.head = BCAMHead(
             channels, trunk_channels if self.aggregate_trunk else channels, num_classes, num_heads,
             aggregator_bias=preset.aggregator_bias if aggregator_bias is None else aggregator_bias,
-            classifier_bias=classifier_bias,
+            classifier_bias=classifier_bias, classifier_init=head_init, aggregator_init=aggregator_init,
         )
+        bad = [t for t in (*frozen_taps, *detach_taps) if not 0 <= t < len(self.trunk.stages)]
+        if bad:
+            raise ValueError(f"frozen_taps/detach_taps {bad} out of range for '{backbone}' with "
+                             f"{len(self.trunk.stages)} trunk stages")
+        for tap in frozen_taps:
+            self.trunk.stages[tap].requires_grad_(False)
+        self.detach_taps = frozenset(detach_taps)
+        self.frozen_bn = frozen_bn
         self.detach_obj_for_bg = detach_obj_for_bg
         self.detach_bg_for_bg = detach_bg_for_bg
         self.feature_channels = channels
@@ -230,9 +290,27 @@ class BCAMNet(nn.Module):
         """Return the layers trained from scratch (extra convs and head); the module adds ``head_lr_taps``."""
         return [self.extra_pre, self.extra_post, self.head]
 
+    def train(self, mode: bool = True) -> BCAMNet:
+        """As ``nn.Module.train``; with ``frozen_bn`` the trunk's BatchNorms stay in eval mode."""
+        super().train(mode)
+        if self.frozen_bn:
+            for module in self.trunk.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def run_trunk(self, images: Tensor) -> Tensor:
+        """Run the trunk stages, detaching the outputs of ``detach_taps``."""
+        x = images
+        for index, stage in enumerate(self.trunk.stages):
+            x = stage(x)
+            if index in self.detach_taps:
+                x = x.detach()
+        return x
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Return the stagger logits, attentions, ``features`` ``F``, ``target`` and ``aggregator_input``."""
-        trunk_out = self.trunk.run(images)
+        trunk_out = self.run_trunk(images)
         target = self.extra_pre(trunk_out)
         features = self.extra_post(target)
         aggregator_input = trunk_out if self.aggregate_trunk else features

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.base import ALREADY_REDUCED, WSOLModule
 from wsol_lightning.methods.bcam.loss import stagger_loss
 from wsol_lightning.methods.bcam.metric import MaskAccuracy
-from wsol_lightning.methods.bcam.model import BCAMNet, GradientVariant, bcam_preset
+from wsol_lightning.methods.bcam.model import BCAMNet, GradientVariant, InitMode, bcam_preset
+from wsol_lightning.methods.bcam.seeds import max_normalize, multi_scale_class_maps
 from wsol_lightning.types import WSOLBatch
 
 #: Official stagger-loss weights per backbone family (SingleObjectLocalization/Train.sh).
@@ -53,14 +54,27 @@ class BCAM(WSOLModule):
             or ``openimages``.
         swept_map: what the threshold sweep (MaxBoxAcc/PxAP) sees: the ``"object"`` map (official) or the
             ``"difference"`` object - background.
-        mask_upsample: interpolation of the object and background maps to the image size before the
-            threshold-free comparison (``bicubic`` as the official code, or ``bilinear``).
         head_lr_taps: trunk stages trained at the head lr; ``None`` = preset (ResNet: layer4, tap 4).
         stride_one_taps: trunk stages run at stride 1; ``None`` = preset (ResNet: layer3 and layer4, 28x28
             at 224; the VOC/IRN code uses ``[4]``, output stride 16).
         aggregator_bias: aggregators with a bias; ``None`` = preset (VGG: yes).
         classifier_bias: classifiers with a bias (official WSOL: yes; VOC: no).
-        **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
+        head_init: initialisation of the new convs and classifiers: ``he`` (normal, fan_out; official WSOL),
+            ``xavier`` (official VOC) or ``default`` (PyTorch's).
+        aggregator_init: initialisation of the aggregators: ``zeros`` (official WSOL: starts as GAP),
+            ``xavier`` (official VOC), ``he`` or ``default``.
+        frozen_taps: trunk stages with frozen parameters (official VOC: ``[0]``, the stem conv1/bn1).
+        detach_taps: trunk stages whose output is detached (official VOC: ``[2]``, layer2).
+        frozen_bn: the trunk's BatchNorms always use their running statistics (official VOC: IRN's
+            ``FixedBatchNorm``); their affine parameters still train.
+        seed_scales: image scales of the multi-label seed maps (official VOC: ``1.0, 0.5, 1.5, 2.0``).
+        seed_flip: add the flipped image's map to the seeds (official VOC: yes).
+        seed_normalization: ``minmax`` (the base protocol: the localisation map of each class, upsampled
+            with ``map_interpolation`` and min-max normalised) or ``max`` (official VOC: ``ReLU(W_o F)``
+            summed over ``seed_scales``/flips, divided by its maximum + 1e-5; needs ``localization_map:
+            plain``).
+        **kwargs: optimisation and evaluation arguments of :class:`WSOLModule` (``map_interpolation`` also
+            sets how the threshold-free mask upsamples the object and background maps).
 
     """
 
@@ -79,11 +93,18 @@ class BCAM(WSOLModule):
         localization_map: Literal["gradient", "plain"] = "gradient",
         gradient_variant: GradientVariant = "cub",
         swept_map: Literal["object", "difference"] = "object",
-        mask_upsample: Literal["bicubic", "bilinear"] = "bicubic",
         head_lr_taps: Sequence[int] | None = None,
         stride_one_taps: Sequence[int] | None = None,
         aggregator_bias: bool | None = None,
         classifier_bias: bool = True,
+        head_init: InitMode = "he",
+        aggregator_init: InitMode = "zeros",
+        frozen_taps: Sequence[int] = (),
+        detach_taps: Sequence[int] = (),
+        frozen_bn: bool = False,
+        seed_scales: Sequence[float] = (1.0,),
+        seed_flip: bool = False,
+        seed_normalization: Literal["minmax", "max"] = "minmax",
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
@@ -91,10 +112,21 @@ class BCAM(WSOLModule):
             raise ValueError(f"localization_map must be 'gradient' or 'plain', got {localization_map!r}")
         if swept_map not in ("object", "difference"):
             raise ValueError(f"swept_map must be 'object' or 'difference', got {swept_map!r}")
+        if seed_normalization not in ("minmax", "max"):
+            raise ValueError(f"seed_normalization must be 'minmax' or 'max', got {seed_normalization!r}")
+        if seed_normalization == "max" and localization_map != "plain":
+            raise ValueError("seed_normalization='max' (the official VOC seeds ReLU(W_o F)) needs "
+                             "localization_map='plain'")
+        if not seed_scales:
+            raise ValueError("seed_scales needs at least one scale")
+        if seed_normalization == "minmax" and (tuple(seed_scales) != (1.0,) or seed_flip):
+            raise ValueError("multi-scale / flipped seeds (seed_scales, seed_flip) need seed_normalization='max'")
         self.net = BCAMNet(backbone, num_classes, pretrained, num_heads=num_heads,
                            detach_obj_for_bg=detach_obj_for_bg, detach_bg_for_bg=detach_bg_for_bg,
                            aggregator_bias=aggregator_bias, classifier_bias=classifier_bias,
-                           stride_one_taps=None if stride_one_taps is None else tuple(stride_one_taps))
+                           stride_one_taps=None if stride_one_taps is None else tuple(stride_one_taps),
+                           head_init=head_init, aggregator_init=aggregator_init, frozen_taps=tuple(frozen_taps),
+                           detach_taps=tuple(detach_taps), frozen_bn=frozen_bn)
         self.loss_weights = tuple(float(w) for w in (official_loss_weights(backbone) if loss_weights is None
                                                         else loss_weights))
         if len(self.loss_weights) != 4:
@@ -141,12 +173,29 @@ class BCAM(WSOLModule):
     def threshold_free_masks(self, obj: Tensor, bg: Tensor, size: Sequence[int]) -> Tensor:
         """``(B, H, W)`` bool: object map > background map, both upsampled to ``size`` first.
 
-        Interpolation is linear in the map, so comparing the two upsampled maps is the same as
-        thresholding the upsampled difference at 0, which is what this computes.
+        Both maps are upsampled in float64 with ``map_interpolation`` (the official code: bilinear) and
+        compared pixel by pixel, as the official ``inference.py`` does (a tie is background).
         """
-        diff = (obj - bg).detach().to(torch.float64)[:, None]
-        diff = F.interpolate(diff, size=tuple(size), mode=self.hparams.mask_upsample, align_corners=False)
-        return diff[:, 0] > 0
+        up = [F.interpolate(m.detach().to(torch.float64)[:, None], size=tuple(size), mode=self.map_interpolation,
+                            align_corners=False)[:, 0] for m in (obj, bg)]
+        return up[0] > up[1]
+
+    # ------------------------------------------------------------------ multi-label seeds
+    @torch.no_grad()
+    def seed_maps(self, batch: WSOLBatch) -> Tensor:
+        """Seed maps ``(B, N, H, W)`` of the positive classes (0 elsewhere).
+
+        ``seed_normalization="minmax"``: the base's maps. ``max``: the official VOC seeds
+        (:func:`~wsol_lightning.methods.bcam.seeds.multi_scale_class_maps` over ``seed_scales`` and flips,
+        then :func:`~wsol_lightning.methods.bcam.seeds.max_normalize`).
+        """
+        hp = self.hparams
+        if hp.seed_normalization == "minmax":
+            return super().seed_maps(batch)
+        present = (batch["multi_hot"] > 0.5)[:, :, None, None]
+        maps = multi_scale_class_maps(lambda x: self.net.head.class_maps(self.net(x)["features"]), batch["image"],
+                                      hp.seed_scales, hp.seed_flip)
+        return max_normalize(maps.to(torch.float64) * present)
 
     def evaluation_maps(self, batch: WSOLBatch) -> tuple[Tensor, Tensor]:
         """As the base, and keep the object/background maps of the batch for the mask metric."""
@@ -166,7 +215,7 @@ class BCAM(WSOLModule):
     def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
         results = self.mask_metric.compute() if self.mask_metric.update_count else {}
         if results:
-            self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, sync_dist=False)
+            self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, **ALREADY_REDUCED)
         super()._log_eval_metrics(stage, choose_threshold)
 
     def _reset_eval_metrics(self) -> None:

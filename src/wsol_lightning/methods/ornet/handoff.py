@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from wsol_lightning.backbones import Trunk
+from wsol_lightning.checkpoints import CheckpointError, read_checkpoint
 
 
 class PhaseCheckpointError(RuntimeError):
@@ -44,12 +44,10 @@ def read_phase_checkpoint(path: str | Path, expected_phases: Iterable[str], argu
             f"(e.g. `wsol fit --config configs/ornet_<dataset>_{expected[0]}.yaml`) or point {argument} "
             "at its checkpoint."
         )
-    # The file is a checkpoint this library wrote in the previous phase; its hyper-parameters are plain
-    # Python objects, which the weights-only unpickler may refuse.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, Mapping):
-        raise PhaseCheckpointError(
-            f"{argument}: {path} holds a {type(checkpoint).__name__}, not a checkpoint")
+    try:  # weights_only: a file from elsewhere never runs code
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as err:
+        raise PhaseCheckpointError(f"{argument}: {err}") from None
     hparams: Mapping[str, Any] = checkpoint.get("hyper_parameters", {}) or {}
     state = checkpoint.get("state_dict", checkpoint)
     phase = hparams.get("phase")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.base import ALREADY_REDUCED, WSOLModule
 from wsol_lightning.methods.ornet import handoff
 from wsol_lightning.methods.ornet.erasing import ErasingUniforms, attentive_erase
 from wsol_lightning.methods.ornet.loss import classification_loss, refinement_area_loss, weighted_entropy_loss
@@ -339,7 +339,7 @@ class ORNet(WSOLModule):
     def _log_classification(self, stage: str) -> None:
         if not (stage == "val" and self.trainer.sanity_checking):
             self.log_dict({f"{stage}/top1_cls": self.top1_cls.compute() * 100,
-                           f"{stage}/top5_cls": self.top5_cls.compute() * 100})
+                           f"{stage}/top5_cls": self.top5_cls.compute() * 100}, **ALREADY_REDUCED)
         self.top1_cls.reset()
         self.top5_cls.reset()
 

@@ -100,19 +100,20 @@ def test_swept_map_choices(model: BCAM):
 
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
-def test_threshold_free_mask_compares_the_upsampled_maps(model: BCAM, mode: str):
+def test_threshold_free_mask_compares_the_maps_upsampled_with_map_interpolation(model: BCAM, mode: str):
     torch.manual_seed(3)
     obj, bg = torch.randn(2, 4, 4), torch.randn(2, 4, 4)
-    model.hparams.mask_upsample = mode
+    model.map_interpolation = mode
     mask = model.threshold_free_masks(obj, bg, (32, 32))
     up = [F.interpolate(m[:, None].double(), size=(32, 32), mode=mode, align_corners=False)[:, 0]
           for m in (obj, bg)]
-    expected = up[0] > up[1]
-    # equal up to float rounding where the two upsampled maps tie
-    agree = (mask == expected) | ((up[0] - up[1]).abs() < 1e-9)
-    assert mask.shape == (2, 32, 32) and mask.dtype == torch.bool and agree.all()
+    assert mask.shape == (2, 32, 32) and mask.dtype == torch.bool
+    assert torch.equal(mask, up[0] > up[1])
     assert 0 < mask.float().mean() < 1
-    model.hparams.mask_upsample = "bicubic"
+    other = "bilinear" if mode == "bicubic" else "bicubic"
+    model.map_interpolation = other
+    assert not torch.equal(model.threshold_free_masks(obj, bg, (32, 32)), mask)  # the flag is what decides
+    model.map_interpolation = "bicubic"
 
 
 def test_evaluation_step_feeds_the_mask_metric(model: BCAM):
