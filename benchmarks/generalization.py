@@ -18,7 +18,8 @@ sanity warnings.
 Datasets (64 px, batch 32):
 * ``synthetic``: the embedded demo set (``SyntheticDataModule``: 4 classes, no background correlation).
 * ``pets``: the real Oxford-IIIT Pets photos with trimap masks (``OxfordPetsDataModule`` on
-  ``/work/shared/data/oxford_pets_3class`` or ``--pets_dir``); skipped with a message when absent.
+  ``../shared/data/oxford_pets_3class`` beside the clone, ``$WSOL_SHARED_DIR`` or ``--pets_dir``);
+  skipped with a message when absent.
 * ``clutter``: ``ClutterSyntheticDataModule`` (10 classes, distractors of other classes, textures), the
   background drawn independently of the label.
 * ``clutter_biased``: the same generator with ``background_bias=0.7`` on every split, test included
@@ -36,6 +37,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +47,9 @@ import _common  # noqa: F401  (sets the offline environment variables)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PETS_DIR = Path("/work/shared/data/oxford_pets_3class")
+#: The Pets photos in the workplace's shared/ folder beside the clone ($WSOL_SHARED_DIR overrides it).
+PETS_DIR = Path(os.environ.get("WSOL_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared") / "data" / (
+    "oxford_pets_3class")
 METHODS = {
     "cam": ["cam_synthetic"],
     "bas": ["bas_synthetic"],
