@@ -194,3 +194,45 @@ def reconcile_settings(path: str | Path, checkpoint: Mapping[str, Any], explicit
             "Give the checkpoint's values (or drop these keys from the config/command line)."
         )
     return settings, notes
+
+
+#: Key of the prediction settings a checkpoint carries (:func:`prediction_settings`).
+PREDICTION_KEY = "wsol"
+
+
+def prediction_settings(module: Any, datamodule: Any) -> dict[str, Any]:
+    """What prediction needs besides the weights, as plain values (readable with ``weights_only=True``).
+
+    Args:
+        module: the :class:`~wsol_lightning.methods.WSOLModule` being saved.
+        datamodule: the run's datamodule, or ``None`` (then only the method and threshold are stored).
+
+    Returns:
+        ``{"method", "operating_threshold"}`` plus, with a datamodule, ``class_names``, ``image_size``,
+        ``mean`` and ``std`` (the normalisation of the datamodule's ``eval_transform()``).
+
+    """
+    cls = type(module)
+    threshold = getattr(module, "operating_threshold", None)
+    settings: dict[str, Any] = {
+        "method": f"{cls.__module__}.{cls.__qualname__}",
+        "operating_threshold": float(threshold) if isinstance(threshold, torch.Tensor) else None,
+    }
+    if datamodule is not None:
+        names = getattr(datamodule, "class_names", None)
+        size = getattr(datamodule, "image_size", None)
+        settings.update({
+            "class_names": [str(n) for n in names] if names else None,
+            "image_size": int(size) if size is not None else None,
+        })
+        transform = datamodule.eval_transform() if hasattr(datamodule, "eval_transform") else None
+        for key in ("mean", "std"):  # the normalisation the eval transform really applies
+            value = getattr(transform, key, None)
+            settings[key] = [float(v) for v in value] if value is not None else None
+    return settings
+
+
+def stored_prediction_settings(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings :func:`prediction_settings` stored in a checkpoint (``{}`` for older checkpoints)."""
+    stored = checkpoint.get(PREDICTION_KEY)
+    return {k: v for k, v in stored.items() if v is not None} if isinstance(stored, Mapping) else {}

@@ -19,6 +19,7 @@ the model and differs, another method class, or another number of classes is ref
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from wsol_lightning.checkpoints import (
     checkpoint_hparams,
     read_checkpoint,
     reconcile_settings,
+    stored_prediction_settings,
     stored_values,
 )
 from wsol_lightning.data import WSOLDataModule
@@ -106,6 +108,13 @@ class WSOLCLI(LightningCLI):
         if any(getattr(action, "dest", None) == "weights_only" for action in parser._actions):
             parser.set_defaults(weights_only=True)
         return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """``wsol predict --ckpt_path CK`` without ``--model``/``--data``: fill them in from the checkpoint."""
+        argv = sys.argv[1:] if args is None else args
+        if isinstance(argv, (list, tuple)):
+            args = self._args = predict_defaults([str(a) for a in argv])
+        super().parse_arguments(parser, args)
 
     # ------------------------------------------------------------------ run directory and --ckpt_path
     def _given_config(self, subcommand: str) -> Namespace:
@@ -221,6 +230,49 @@ class WSOLCLI(LightningCLI):
     def after_predict(self) -> None:
         """Say where the outputs are."""
         self._report("predict")
+
+
+def _given(argv: list[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``argv`` (``--k v`` or ``--k=v``), or ``None``."""
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if key in names:
+            return value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return None
+
+
+def predict_defaults(argv: list[str]) -> list[str]:
+    """Complete ``predict --ckpt_path CK`` from the checkpoint when no config, ``--model`` or ``--data`` is given.
+
+    The model class comes from the checkpoint; the data defaults to
+    :class:`~wsol_lightning.data.folder.ImageFolderDataModule` with the checkpoint's ``image_size``,
+    ``mean``/``std`` and ``class_names`` (:func:`~wsol_lightning.checkpoints.stored_prediction_settings`).
+    Values given on the command line win (they come after the inserted ones). Other argument lists are
+    returned unchanged.
+    """
+    if not argv or argv[0] != "predict" or _given(argv, "-c", "--config") is not None:
+        return argv
+    ckpt_path = _given(argv, "--ckpt_path")
+    if not ckpt_path or ckpt_path == "last" or ckpt_path in _LIGHTNING_CKPT_KEYWORDS:
+        return argv
+    checkpoint = read_checkpoint(ckpt_path)
+    stored = stored_prediction_settings(checkpoint)
+    added: list[str] = []
+    class_path = checkpoint_hparams(checkpoint).get("_class_path") or stored.get("method")
+    if _given(argv, "--model") is None and class_path:
+        added += ["--model", str(class_path)]
+    if _given(argv, "--data") is None:
+        added += ["--data", "wsol_lightning.data.folder.ImageFolderDataModule"]
+        for key in ("image_size", "class_names", "mean", "std"):
+            if key in stored:
+                added += [f"--data.{key}", json.dumps(stored[key])]
+        num_classes = checkpoint_hparams(checkpoint).get("num_classes")
+        if "class_names" not in stored and num_classes is not None:  # older checkpoints: class_k names
+            added += ["--data.num_classes", str(int(num_classes))]
+        _say(f"--ckpt_path {ckpt_path}: predicting with ImageFolderDataModule, "
+             + ", ".join(f"{k}={stored[k]}" for k in ("image_size", "class_names") if k in stored)
+             + " (from the checkpoint; give --data.<key> to change)")
+    return [argv[0], *added, *argv[1:]]
 
 
 def main(args: Any = None) -> None:

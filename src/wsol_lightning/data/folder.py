@@ -13,10 +13,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from wsol_lightning.data import transforms as T
 from wsol_lightning.data.base import UnpaddedDistributedSampler, WSOLDataModule
 from wsol_lightning.data.collate import wsol_collate
 from wsol_lightning.data.dataset import WSOLDataset
 from wsol_lightning.data.index import DataError, DatasetIndex
+from wsol_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,14 @@ def predict_collate(samples: Sequence[dict[str, Any] | None], image_size: int = 
 
 
 class ImageFolderDataModule(WSOLDataModule):
-    """Every image under ``data_dir`` (recursively, sorted), for prediction only.
+    """Every image under ``data_dir`` (recursively, sorted), or the one image ``data_dir`` names, for prediction.
 
     Samples carry ``image`` (eval transform: resize to ``image_size``, normalise), ``label`` = -1, no
     boxes, ``index``, ``image_id`` (the path relative to ``data_dir``) and ``orig_size``, so prediction
     writers can map outputs back to the original frame.
 
     Args:
-        data_dir: the folder of images.
+        data_dir: the folder of images, or one image file (``photo.jpg``).
         image_size: side of the square network input (the model's eval size).
         batch_size: images per batch.
         num_workers: DataLoader workers.
@@ -82,6 +84,8 @@ class ImageFolderDataModule(WSOLDataModule):
             match the checkpoint).
         class_names: optional class names (default ``class_0``, ...); their number overrides
             ``num_classes``.
+        mean: per-channel normalisation mean of the eval transform (default ImageNet's).
+        std: per-channel normalisation std of the eval transform (default ImageNet's).
         skip_bad: ``True`` (default for prediction): an unreadable file (corrupt, truncated, not an image) is
             skipped and listed with the reason in ``batch["skipped"]`` (``COCOPredictionWriter`` writes the list
             under ``skipped`` in ``predictions.json``); ``False``: stop at the first bad file, naming it.
@@ -97,6 +101,8 @@ class ImageFolderDataModule(WSOLDataModule):
         num_classes: int = 1,
         class_names: list[str] | None = None,
         skip_bad: bool = True,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__(
             data_dir,
@@ -107,14 +113,26 @@ class ImageFolderDataModule(WSOLDataModule):
             predict_split="predict",
         )
         self._names = list(class_names) if class_names else [f"class_{k}" for k in range(num_classes)]
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._single: str | None = None
+        if self.data_dir is not None and self.data_dir.is_file():  # one image: its folder, that file only
+            if self.data_dir.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise DataError(f"{self.data_dir}: not an image ({', '.join(IMAGE_EXTENSIONS)}) nor a folder")
+            self._single, self.data_dir = self.data_dir.name, self.data_dir.parent
+
+    def eval_transform(self) -> Any:
+        """Resize to ``image_size`` and normalise with ``mean``/``std``."""
+        return T.eval_transform(self.image_size, self.mean, self.std)
 
     def read_class_names(self) -> list[str]:
         """Return the given class names (or ``class_k`` placeholders)."""
         return self._names
 
     def image_paths(self) -> list[str]:
-        """Sorted image paths relative to ``data_dir``."""
+        """Sorted image paths relative to ``data_dir`` (the one file when ``data_dir`` named an image)."""
         root = self.data_dir
+        if self._single is not None:
+            return [self._single]
         if root is None or not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
         paths = sorted(

@@ -72,6 +72,7 @@ class EvalTransform:
         from torchvision import transforms
 
         self.image_size = image_size
+        self.mean, self.std = tuple(mean), tuple(std)
         self.pipeline = transforms.Compose([
             transforms.Resize((image_size, image_size)),  # PIL bilinear (antialiased), as wsolevaluation
             transforms.ToTensor(),

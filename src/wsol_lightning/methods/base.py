@@ -309,6 +309,13 @@ class WSOLModule(L.LightningModule):
         if need_seed and any_process_updated(seeds):
             self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store what prediction needs (class names, image size, mean/std, method, threshold) as plain values."""
+        from wsol_lightning.checkpoints import PREDICTION_KEY, prediction_settings
+
+        trainer = self._trainer
+        checkpoint[PREDICTION_KEY] = prediction_settings(self, getattr(trainer, "datamodule", None))
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
         fixed = self.hparams.get("operating_threshold")
