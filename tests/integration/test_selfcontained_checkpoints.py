@@ -9,6 +9,8 @@ settings, on a folder or on one image file.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,21 @@ def test_explicit_data_settings_win_over_the_checkpoint(checkpoint: Path, tmp_pa
     coco = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])] == ["a", "b", "c", "d"]
     assert labels[0].split(" ")[0] in ["a", "b", "c", "d"]
+
+
+def test_the_wsol_command_on_one_photo(checkpoint: Path, tmp_path: Path):
+    """The README's one command, as a user types it (a real process, sys.argv)."""
+    photo = photos(tmp_path / "photos", [(70, 90)]) / "photo_0.jpg"
+    work = tmp_path / "cwd"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "wsol_lightning.cli", "predict", "--ckpt_path", str(checkpoint),
+         "--data.data_dir", str(photo), "--data.num_workers", "0",
+         "--trainer.callbacks+=wsol_lightning.callbacks.COCOPredictionWriter", "--trainer.callbacks.output_dir",
+         str(tmp_path / "out"), "--trainer.enable_progress_bar", "false", "--return_predictions", "false"],
+        cwd=work, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"image_size={SIZE}" in done.stdout  # says where the settings came from
+    coco = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [(im["file_name"], im["width"], im["height"]) for im in coco["images"]] == [("photo_0.jpg", 70, 90)]
+    assert [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])] == class_names(4)
