@@ -21,29 +21,21 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
-from wsol_lightning.methods.optim import build_optimizer, build_scheduler
+from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
 from wsol_lightning.methods.sanity import print_sanity_warnings
+from wsol_lightning.methods.thresholds import choose_thresholds_on_val
 from wsol_lightning.metrics import SeedMIoU
+from wsol_lightning.metrics.functional import upsample_and_normalize
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
 
 #: ``self.log`` arguments for epoch-level values already reduced over all processes (torchmetrics ``compute``):
 #: every rank holds the same value, so syncing with ``max`` returns it unchanged (exactly, where a mean could
 #: round), and Lightning does not warn under DDP that an epoch-level value is logged without ``sync_dist``.
 ALREADY_REDUCED: dict[str, Any] = {"sync_dist": True, "reduce_fx": "max"}
-
-
-def upsample_and_normalize(maps: Tensor, size: Sequence[int], mode: str = "bicubic") -> Tensor:
-    """Upsample ``(B, h, w)`` maps to ``size`` in float64 with ``mode``, then min-max each to [0, 1]."""
-    from wsol_lightning.metrics.functional import normalize_maps
-
-    maps = maps.detach().to(torch.float64)
-    maps = F.interpolate(maps[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
-    return normalize_maps(maps)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -275,39 +267,13 @@ class WSOLModule(L.LightningModule):
         if need_box or need_seed:
             self._choose_threshold_on_val(need_box, need_seed)
 
-    @torch.no_grad()
     def _choose_threshold_on_val(self, need_box: bool = True, need_seed: bool = True) -> None:
-        """Run the val split for the missing thresholds only.
-
-        The box operating threshold, and, on multi-label segmentation data only (batches with ``semantic`` and
-        ``multi_hot``), the seed background threshold.
-        """
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
-            return
-        evaluator = LocalizationEvaluator(
-            iou_thresholds=self.evaluator.box.iou_thresholds, cam_curve_interval=self.hparams.cam_curve_interval,
-            multi_contour=self.hparams.multi_contour,
-        ).to(self.device)
-        seeds = SeedMIoU(self.num_classes).to(self.device)
-        for index, batch in enumerate(datamodule.val_dataloader()):
-            has_seeds = "semantic" in batch and "multi_hot" in batch
-            if index == 0:
-                need_seed = need_seed and has_seeds  # not applicable to box/mask-only data
-                if not (need_box or need_seed):
-                    return
-            batch = self.transfer_batch_to_device(batch, self.device, 0)
-            if need_box:
-                logits, maps = self.evaluation_maps(batch)
-                evaluator.update(maps, batch, logits)
-            if need_seed and has_seeds:
-                seeds.update(self.seed_maps(batch), batch["semantic"])
-        if need_box:
-            results = evaluator.compute()
-            if "best_threshold" in results:
-                self.operating_threshold.fill_(float(results["best_threshold"]))
-        if need_seed and any_process_updated(seeds):
-            self.seed_bg_threshold.fill_(float(seeds.compute()["best_bg_threshold"]))
+        """Run the val split for the missing thresholds only (:func:`choose_thresholds_on_val`)."""
+        box, seed = choose_thresholds_on_val(self, need_box, need_seed)
+        if box is not None:
+            self.operating_threshold.fill_(box)
+        if seed is not None:
+            self.seed_bg_threshold.fill_(seed)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store what prediction needs (class names, image size, mean/std, method, threshold) as plain values."""
@@ -403,19 +369,12 @@ class WSOLModule(L.LightningModule):
         A "bias" is a parameter NAMED ``bias`` (the last component of its name), as in the official code
         (``'bias' in name``): BatchNorm scales, 1-d layer-scale or embedding vectors are weights.
         """
-        head_ids = {id(p) for m in self.head_modules() for p in m.parameters()}
-        groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("bw", "bb", "hw", "hb")}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            is_bias = name.rsplit(".", 1)[-1] == "bias"
-            key = ("h" if id(param) in head_ids else "b") + ("b" if is_bias else "w")
-            groups[key].append(param)
         hp = self.hparams
-        mults = {"bw": hp.backbone_lr_mult, "bb": hp.backbone_bias_lr_mult, "hw": hp.head_lr_mult,
-                 "hb": hp.head_bias_lr_mult}
-        names = {"bw": "backbone_weights", "bb": "backbone_biases", "hw": "head_weights", "hb": "head_biases"}
-        return [{"params": ps, "lr": hp.lr * mults[k], "name": names[k]} for k, ps in groups.items() if ps]
+        return parameter_groups_by_name(
+            self.named_parameters(), {id(p) for m in self.head_modules() for p in m.parameters()}, hp.lr,
+            {"backbone_weights": hp.backbone_lr_mult, "backbone_biases": hp.backbone_bias_lr_mult,
+             "head_weights": hp.head_lr_mult, "head_biases": hp.head_bias_lr_mult},
+        )
 
     def configure_optimizers(self) -> Any:
         """Build the optimizer over :meth:`parameter_groups` and the epoch-wise LR schedule."""

@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, MultiStepLR, StepLR
+
+
+def parameter_groups_by_name(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]], head_ids: set[int], lr: float,
+    multipliers: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into backbone/head x weights/biases groups, each at ``lr x multiplier``.
+
+    A "bias" is a parameter NAMED ``bias`` (the last component of its name), as in the official code
+    (``'bias' in name``): BatchNorm scales, 1-d layer-scale or embedding vectors are weights.
+
+    Args:
+        named_parameters: ``module.named_parameters()``; frozen parameters (``requires_grad=False``) are left out.
+        head_ids: ``id()`` of the parameters trained from scratch (the head); every other one is backbone.
+        lr: base learning rate.
+        multipliers: lr multiplier per group name: ``backbone_weights``, ``backbone_biases``, ``head_weights``,
+            ``head_biases``.
+
+    Returns:
+        The non-empty groups in that order, each ``{"params", "lr", "name"}``.
+
+    """
+    groups: dict[str, list[torch.nn.Parameter]] = {k: [] for k in
+                                                   ("backbone_weights", "backbone_biases", "head_weights",
+                                                    "head_biases")}
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        part = "head" if id(param) in head_ids else "backbone"
+        kind = "biases" if name.rsplit(".", 1)[-1] == "bias" else "weights"
+        groups[f"{part}_{kind}"].append(param)
+    return [{"params": ps, "lr": lr * multipliers[k], "name": k} for k, ps in groups.items() if ps]
 
 
 def build_optimizer(groups: list[dict[str, Any]], name: str, lr: float, momentum: float, nesterov: bool,

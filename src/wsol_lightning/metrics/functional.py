@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from wsol_lightning.metrics._checks import ArrayLike, check_boxes, to_numpy
@@ -279,3 +280,14 @@ def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],
     scale_num = np.array([nw, nh, nw, nh])
     scale_den = np.array([w, h, w, h])
     return (b * scale_num / scale_den).astype(np.int64)
+
+
+def upsample_and_normalize(maps: Tensor, size: Sequence[int], mode: str = "bicubic") -> Tensor:
+    """Upsample ``(B, h, w)`` maps to ``size`` ``(H, W)`` in float64 with ``mode``, then min-max each to [0, 1].
+
+    wsolevaluation's order (resize, then normalise); ``mode`` is ``"bicubic"`` (the protocol) or ``"bilinear"``.
+    Returns ``(B, H, W)`` float64.
+    """
+    maps = maps.detach().to(torch.float64)
+    maps = F.interpolate(maps[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
+    return normalize_maps(maps)
