@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from pycocotools.coco import COCO
 
+from tests.images import write_photo_folder
 from wsol_lightning import predict as P
 from wsol_lightning.cli import WSOLCLI
-from wsol_lightning.data.synthetic import render_sample
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cam_synthetic.yaml"
 WRITER = "wsol_lightning.callbacks.COCOPredictionWriter"
@@ -32,12 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> 
 
 
 def write_folder(root: Path) -> Path:
-    rng = np.random.default_rng(3)
-    root.mkdir()
-    for k, size in enumerate(SIZES):
-        image, _ = render_sample(rng, k % 4, 4, size, 0.0, (0.3, 0.5))
-        Image.fromarray(image).save(root / f"img_{k}.png")
-    return root
+    return write_photo_folder(root, SIZES)
 
 
 def test_predict_on_a_folder_writes_coco_with_masks_in_the_original_frame(trained, tmp_path: Path):

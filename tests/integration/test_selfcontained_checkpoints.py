@@ -13,15 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from tests.images import write_photo_folder
 from wsol_lightning.callbacks import render
 from wsol_lightning.cli import WSOLCLI
 from wsol_lightning.data.folder import ImageFolderDataModule
-from wsol_lightning.data.synthetic import class_names, render_sample
+from wsol_lightning.data.synthetic import class_names
 from wsol_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cam_synthetic.yaml"
@@ -41,12 +40,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) 
 
 
 def photos(root: Path, sizes: list[tuple[int, int]]) -> Path:
-    rng = np.random.default_rng(5)
-    root.mkdir()
-    for k, size in enumerate(sizes):
-        image, _ = render_sample(rng, k % 4, 4, size, 0.0, (0.3, 0.5))
-        Image.fromarray(image).save(root / f"photo_{k}.jpg")
-    return root
+    return write_photo_folder(root, sizes, name="photo_{k}.jpg", seed=5)
 
 
 def predict(checkpoint: Path, data: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
