@@ -1,9 +1,12 @@
-"""WSOL methods as LightningModules: CAM, BAS, B-CAM and ORNet."""
+"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines HaS, CutMix, ADL."""
 
+from wsol_lightning.methods.adl import ADL
 from wsol_lightning.methods.bas import BAS
 from wsol_lightning.methods.base import NonFiniteLossError, WSOLModule
 from wsol_lightning.methods.bcam import BCAM
 from wsol_lightning.methods.cam import CAM
+from wsol_lightning.methods.cutmix import CutMix
+from wsol_lightning.methods.has import HaS
 from wsol_lightning.methods.ornet import ORNet
 
-__all__ = ["BAS", "BCAM", "CAM", "NonFiniteLossError", "ORNet", "WSOLModule"]
+__all__ = ["ADL", "BAS", "BCAM", "CAM", "CutMix", "HaS", "NonFiniteLossError", "ORNet", "WSOLModule"]
