@@ -79,10 +79,26 @@ def convert_wsoleval_cam(official: Mapping[str, Tensor], target: Mapping[str, Te
                          prefix: str = "net.", source: str = "wsolevaluation checkpoint") -> dict[str, Tensor]:
     """Convert a wsolevaluation CAM/ADL state dict onto ``target`` (a module's ``state_dict()``), strictly.
 
+    Args:
+        official: the reference's model state dict, or its checkpoint file's dict (``{'architecture', 'epoch',
+            'state_dict', 'optimizer'}``, as ``main.py`` saves it); ``module.`` prefixes are removed.
+        target: the library module's ``state_dict()``; its own buffers outside ``prefix`` (the operating
+            threshold) are kept as they are.
+        prefix: where the :class:`CAMNet` sits in the module.
+        source: how errors name the file.
+
     Raises:
         OfficialCheckpointError: keys without a place, missing keys or shape mismatches, named.
 
     """
+    if isinstance(official.get("state_dict"), Mapping):
+        official = official["state_dict"]  # type: ignore[assignment]
     official = strip_prefixes(official, ("module.",))
     mapping = wsoleval_cam_key_map(official, target, prefix)
-    return remap_strict(official, target, mapping.__getitem__, source=source, fill_missing=fill_batches_tracked)
+
+    def fill(key: str) -> Tensor | None:
+        if not key.startswith(prefix):
+            return target[key]
+        return fill_batches_tracked(key)
+
+    return remap_strict(official, target, mapping.__getitem__, source=source, fill_missing=fill)

@@ -1,0 +1,70 @@
+"""Shared check of a wsolevaluation-baseline parity cell (fixtures by ``tools/parity/wsoleval_methods.py``).
+
+A cell rebuilds the reference's seeded state dict from the stored key/shape list and seed, converts it with the
+method's ``official.convert_official_state_dict``, replays the stored draws through the method's ``losses`` and
+requires in float64 (relative 1e-10) the loss, every parameter's gradient norm, gradient slices, the eval
+logits and the raw test CAMs (the reference averages ``w_c * F`` over channels, the library sums: maps are
+compared divided by the channel count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.cam.wsoleval_official import wsoleval_cam_key_map
+from wsol_lightning.testing import assert_matches, load_fixture, seeded_inputs, seeded_state_dict
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+RTOL = 1e-10
+
+
+def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]], WSOLModule],
+               step: Callable[[WSOLModule, torch.Tensor, torch.Tensor, dict[str, Any]], dict[str, torch.Tensor]],
+               convert: Callable[..., dict[str, torch.Tensor]]) -> None:
+    """Compare one cell; raises AssertionError naming the first quantity that differs.
+
+    Args:
+        method: fixture folder (``has``, ``cutmix``, ``adl``).
+        architecture: ``resnet50`` or ``vgg16``.
+        build: fixture -> the library module (float64).
+        step: (module, images, labels, fixture) -> the loss terms, with the fixture's draws.
+        convert: the method's ``convert_official_state_dict``.
+
+    """
+    fixture = load_fixture(FIXTURES / method / f"{architecture}.pt")
+    cell = fixture["cell"]
+    module = build(fixture).double()
+    official = seeded_state_dict(fixture["key_shapes"], fixture["weight_seed"])
+    converted = {k: v.clone() for k, v in convert(official, module).items()}
+    module.load_state_dict(converted, strict=True)
+    size = fixture["image_size"]
+    images = seeded_inputs((fixture["batch"], 3, size, size), fixture["input_seed"])
+    labels = fixture["label"]
+    module.train()
+    terms = step(module, images, labels, fixture)
+    assert_matches(terms["loss"], fixture["loss"], RTOL, f"{cell} loss")
+    terms["loss"].backward()
+    key_map = wsoleval_cam_key_map(official, module.state_dict())
+    params = dict(module.named_parameters())
+    grads = {name: params[key_map[name]].grad for name in fixture["grad_names"]}
+    assert all(g is not None for g in grads.values()), f"{cell}: parameters without gradient"
+    with_grad = sum(p.grad is not None for p in params.values())
+    assert with_grad == len(fixture["grad_names"]), f"{cell}: {with_grad} parameters with gradient, official " \
+                                                    f"{len(fixture['grad_names'])}"
+    norms = torch.stack([grads[name].norm() for name in fixture["grad_names"]])
+    assert_matches(norms, fixture["grad_norms"], RTOL, f"{cell} gradient norms")
+    assert fixture["grad_slices"], f"{cell}: no gradient slice stored"
+    for name, value in fixture["grad_slices"].items():
+        assert_matches(grads[name].flatten()[: value.numel()], value, RTOL, f"{cell} gradient of {name}")
+    module.load_state_dict(converted, strict=True)  # fresh running statistics, as the reference's test forward
+    module.eval()
+    with torch.no_grad():
+        outputs = module(images)
+        assert_matches(outputs["logits"], fixture["eval_logits"], RTOL, f"{cell} eval logits")
+        maps = module.localization_maps(outputs, labels) / outputs["features"].shape[1]
+        assert_matches(maps, fixture["cams"], RTOL, f"{cell} test CAMs")
