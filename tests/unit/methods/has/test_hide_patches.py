@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from wsol_lightning.methods import HaS
+from wsol_lightning.methods.cam.loss import classification_loss
 from wsol_lightning.methods.has.model import grid_cells, hide_patches
 
 
@@ -42,6 +43,9 @@ def test_module_with_drop_rate_one_trains_on_blank_images() -> None:
     hidden_all = model.training_losses({"image": images, "label": labels})["loss"]
     blank = model.losses(torch.zeros_like(images), labels)["loss"]
     assert torch.allclose(hidden_all, blank)
-    assert not torch.allclose(model.losses(images, labels, torch.ones(2, 4, 4))["loss"], blank)  # nothing hidden
+    model.hparams.drop_rate = 0.5
+    shown = model.losses(images, labels, torch.full((2, 4, 4), 0.9))["loss"]  # no draw <= 0.5: nothing hidden
+    assert torch.allclose(shown, classification_loss(model(images)["logits"], labels))
+    assert not torch.allclose(shown, blank)
     with pytest.raises(ValueError, match="drop_rate"):
         HaS(backbone="resnet10t", num_classes=3, drop_rate=1.5)
