@@ -25,7 +25,9 @@ RTOL = 1e-10
 
 def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]], WSOLModule],
                step: Callable[[WSOLModule, torch.Tensor, torch.Tensor, dict[str, Any]], dict[str, torch.Tensor]],
-               convert: Callable[..., dict[str, torch.Tensor]]) -> None:
+               convert: Callable[..., dict[str, torch.Tensor]],
+               key_map: Callable[..., dict[str, str]] = wsoleval_cam_key_map,
+               cams: Callable[[WSOLModule, dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None) -> None:
     """Compare one cell; raises AssertionError naming the first quantity that differs.
 
     Args:
@@ -34,6 +36,9 @@ def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]],
         build: fixture -> the library module (float64).
         step: (module, images, labels, fixture) -> the loss terms, with the fixture's draws.
         convert: the method's ``convert_official_state_dict``.
+        key_map: (official state dict, module state dict) -> {official key: module key}, for the gradients.
+        cams: (module, eval outputs, labels) -> maps in the reference's scale (default: the CAM divided by
+            the channel count).
 
     """
     fixture = load_fixture(FIXTURES / method / f"{architecture}.pt")
@@ -49,9 +54,9 @@ def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]],
     terms = step(module, images, labels, fixture)
     assert_matches(terms["loss"], fixture["loss"], RTOL, f"{cell} loss")
     terms["loss"].backward()
-    key_map = wsoleval_cam_key_map(official, module.state_dict())
+    names = key_map(official, module.state_dict())
     params = dict(module.named_parameters())
-    grads = {name: params[key_map[name]].grad for name in fixture["grad_names"]}
+    grads = {name: params[names[name]].grad for name in fixture["grad_names"]}
     assert all(g is not None for g in grads.values()), f"{cell}: parameters without gradient"
     with_grad = sum(p.grad is not None for p in params.values())
     assert with_grad == len(fixture["grad_names"]), f"{cell}: {with_grad} parameters with gradient, official " \
@@ -66,5 +71,8 @@ def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]],
     with torch.no_grad():
         outputs = module(images)
         assert_matches(outputs["logits"], fixture["eval_logits"], RTOL, f"{cell} eval logits")
-        maps = module.localization_maps(outputs, labels) / outputs["features"].shape[1]
+        if cams is None:
+            maps = module.localization_maps(outputs, labels) / outputs["features"].shape[1]
+        else:
+            maps = cams(module, outputs, labels)
         assert_matches(maps, fixture["cams"], RTOL, f"{cell} test CAMs")
