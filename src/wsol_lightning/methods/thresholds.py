@@ -33,7 +33,8 @@ def choose_thresholds_on_val(module: WSOLModule, need_box: bool = True,
         return None, None
     evaluator = LocalizationEvaluator(
         iou_thresholds=module.evaluator.box.iou_thresholds, cam_curve_interval=module.hparams.cam_curve_interval,
-        multi_contour=module.hparams.multi_contour,
+        multi_contour=module.hparams.multi_contour, asynchronous=bool(module.hparams.get("async_metrics", False)),
+        max_pending=int(module.hparams.get("async_max_pending", 2)),
     ).to(module.device)
     seeds = SeedMIoU(module.num_classes).to(module.device)
     for index, batch in enumerate(datamodule.val_dataloader()):
@@ -45,7 +46,7 @@ def choose_thresholds_on_val(module: WSOLModule, need_box: bool = True,
         batch = module.transfer_batch_to_device(batch, module.device, 0)
         if need_box:
             logits, maps = module.evaluation_maps(batch)
-            evaluator.update(maps, batch, logits)
+            evaluator.update(maps, batch, logits, context=f"val batch {index} (choosing the operating threshold)")
         if need_seed and has_seeds:
             seeds.update(module.seed_maps(batch), batch["semantic"])
     box = seed = None
