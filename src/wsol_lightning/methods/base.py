@@ -27,7 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
 from wsol_lightning.methods.sanity import print_sanity_warnings
-from wsol_lightning.methods.thresholds import choose_thresholds_on_val
+from wsol_lightning.methods.thresholds import seed_threshold_after_test, thresholds_before_test
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.metrics.functional import upsample_and_normalize
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
@@ -270,19 +270,8 @@ class WSOLModule(L.LightningModule):
         self._log_eval_metrics("val", choose_threshold=True)
 
     def on_test_start(self) -> None:
-        """Choose on the val split, before testing, the thresholds no run has chosen yet (and only those)."""
-        need_box = math.isnan(float(self.operating_threshold))
-        need_seed = math.isnan(float(self.seed_bg_threshold))
-        if need_box or need_seed:
-            self._choose_threshold_on_val(need_box, need_seed)
-
-    def _choose_threshold_on_val(self, need_box: bool = True, need_seed: bool = True) -> None:
-        """Run the val split for the missing thresholds only (:func:`choose_thresholds_on_val`)."""
-        box, seed = choose_thresholds_on_val(self, need_box, need_seed)
-        if box is not None:
-            self.operating_threshold.fill_(box)
-        if seed is not None:
-            self.seed_bg_threshold.fill_(seed)
+        """Choose the box operating threshold on val only if the module holds none (:mod:`.thresholds`' rule)."""
+        self._seed_val_pass = thresholds_before_test(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store what prediction needs (class names, image size, mean/std, method, threshold) as plain values."""
@@ -299,7 +288,8 @@ class WSOLModule(L.LightningModule):
             state["operating_threshold"] = torch.tensor(float(fixed), dtype=torch.float64)
 
     def on_test_epoch_end(self) -> None:
-        """Log test metrics at the operating threshold chosen on val."""
+        """Log test metrics at the thresholds chosen on val (a missing seed threshold is chosen on val first)."""
+        seed_threshold_after_test(self, tried=getattr(self, "_seed_val_pass", False))
         self._log_eval_metrics("test", choose_threshold=False)
 
     def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
