@@ -17,6 +17,8 @@ would change them. Threads share memory (no copy, no pickling), and the expensiv
 GIL (the numba sweep is ``nogil``, numpy's histogram search, OpenCV and torch do), which
 ``benchmarks/eval_throughput.py`` measures.
 
+Each call runs under the caller's grad and inference modes (thread-local in torch), as it would inline.
+
 Back-pressure: a lane holds at most ``max_pending`` queued or running updates; a further ``submit``
 waits, so memory stays bounded (about ``max_pending + 1`` batches of maps) and a slow metric slows the
 loop instead of piling up. Errors: an update's exception is re-raised on the calling thread at the next
@@ -31,6 +33,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import torch
 
 
 class MetricUpdateError(RuntimeError):
@@ -106,10 +110,14 @@ class BackgroundUpdates:
             self._slots[lane] = threading.BoundedSemaphore(self.max_pending)
         slot = self._slots[lane]
         slot.acquire()  # back-pressure: wait while the lane holds max_pending updates
+        # Grad and inference modes are thread-local: run under the caller's, as the synchronous call would
+        # (Lightning evaluates under inference_mode, and metric states created there are inference tensors).
+        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
         def run() -> Any:
             try:
-                return fn()
+                with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                    return fn()
             finally:
                 slot.release()
 

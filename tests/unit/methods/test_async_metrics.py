@@ -184,3 +184,19 @@ def test_an_evaluator_copies_and_pickles_with_idle_lanes():
         assert clone.updates.enabled and clone.updates.max_pending == 3 and clone.updates.num_pending == 0
     evaluator.flush()
     assert int(evaluator.box.num_images) == 3
+
+
+def test_updates_run_under_the_callers_inference_mode():
+    """States created under inference_mode (Lightning's eval loops) can only be updated under it."""
+    with torch.inference_mode():
+        evaluator = LocalizationEvaluator(cam_curve_interval=0.01, asynchronous=True)
+        b = _batch(1)
+        evaluator.update(upsample_and_normalize(b["raw"], (SIZE, SIZE)), b, b["logits"])
+        evaluator.flush()
+    modes: list[tuple[bool, bool]] = []
+    updates = BackgroundUpdates(enabled=True)
+    with torch.no_grad():
+        updates.submit("lane", lambda: modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled())),
+                       "x")
+    updates.flush()
+    assert int(evaluator.box.num_images) == 3 and modes == [(False, False)]
