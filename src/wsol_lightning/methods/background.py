@@ -17,7 +17,8 @@ would change them. Threads share memory (no copy, no pickling), and the expensiv
 GIL (the numba sweep is ``nogil``, numpy's histogram search, OpenCV and torch do), which
 ``benchmarks/eval_throughput.py`` measures.
 
-Each call runs under the caller's grad and inference modes (thread-local in torch), as it would inline.
+Each call runs under the caller's grad and inference modes and CUDA device (thread-local in torch), as it
+would inline.
 
 Back-pressure: a lane holds at most ``max_pending`` queued or running updates; a further ``submit``
 waits, so memory stays bounded (about ``max_pending + 1`` batches of maps) and a slow metric slows the
@@ -113,9 +114,12 @@ class BackgroundUpdates:
         # Grad and inference modes are thread-local: run under the caller's, as the synchronous call would
         # (Lightning evaluates under inference_mode, and metric states created there are inference tensors).
         inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+        cuda = torch.cuda.current_device() if torch.cuda.is_initialized() else None  # also thread-local
 
         def run() -> Any:
             try:
+                if cuda is not None:
+                    torch.cuda.set_device(cuda)
                 with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                     return fn()
             finally:
