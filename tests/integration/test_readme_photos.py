@@ -67,7 +67,9 @@ def test_readme_your_own_photos_section_runs_as_written(tmp_path: Path, syntheti
     folder.mkdir()
     for name in PETS:
         shutil.copy2(source / name, folder / name)
-    capsys.readouterr()
+    fit_report = capsys.readouterr().out  # a default run says where its outputs went
+    assert "wsol fit: outputs\n  run directory: runs/cam_synthetic\n" in fit_report
+    assert f"checkpoints: {(tmp_path / 'runs' / 'cam_synthetic' / 'checkpoints').resolve()} (last.ckpt)" in fit_report
 
     labels: list[str] = []
     draw = render.prediction_overlay
