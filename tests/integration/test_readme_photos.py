@@ -1,6 +1,6 @@
 """The README's "Your own photos" section runs as written on real photos (Oxford-IIIT Pets from ../shared).
 
-The command is parsed from README.md (its first ``bash`` block in that section, line continuations joined) and run
+The command is parsed from README.md (its ``bash`` block, continuations joined: tests/readme.py) and run
 through the console-script path (``sys.argv`` + :func:`wsol_lightning.cli.main`) in a fresh working directory
 that holds what the section presupposes: ``runs/cam_synthetic/checkpoints/last.ckpt`` from a (small) ``wsol fit
 --config configs/cam_synthetic.yaml`` and a ``my_photos`` folder of a few Pets photos. Skipped when ../shared
@@ -10,8 +10,6 @@ that holds what the section presupposes: ``runs/cam_synthetic/checkpoints/last.c
 from __future__ import annotations
 
 import json
-import re
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -22,22 +20,12 @@ import torch
 from PIL import Image
 
 from tests.conftest import shared_dir
+from tests.readme import bash_commands, section
 from wsol_lightning.callbacks import render
 from wsol_lightning.cli import WSOLCLI, main
 
 REPO = Path(__file__).resolve().parents[2]
 PETS = ["Abyssinian_201.jpg", "Bengal_1.jpg", "american_bulldog_10.jpg"]  # three classes, three sizes
-
-
-def section_commands(heading: str = "### Your own photos") -> list[list[str]]:
-    """The shell commands of the README section under ``heading`` (first ``bash`` block), as argument lists."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index(heading)
-    end = min(i for i in (text.find("\n## ", start + 1), text.find("\n### ", start + 1), len(text)) if i > 0)
-    block = re.search(r"```bash\n(.*?)```", text[start:end], flags=re.S)
-    assert block, f"no bash block in README section {heading!r}"
-    joined = block.group(1).replace("\\\n", " ")
-    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
 
 
 def pets_folder() -> Path:
@@ -51,7 +39,7 @@ def pets_folder() -> Path:
 def test_readme_your_own_photos_section_runs_as_written(tmp_path: Path, synthetic_cache: Path,
                                                          monkeypatch: pytest.MonkeyPatch, capsys):
     source = pets_folder()
-    commands = section_commands()
+    commands = bash_commands(section("### Your own photos"))
     assert len(commands) == 1 and commands[0][:2] == ["wsol", "predict"], commands
     command = commands[0]
     monkeypatch.chdir(tmp_path)
