@@ -106,9 +106,9 @@ def phase_config(name: str, dataset: str, epochs: int, args: argparse.Namespace,
     config = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
     config = rewrite_runs(config, run_dir)
     data = json.loads(json.dumps(DATASETS[dataset]))
-    data["init_args"].update(image_size=args.image_size, batch_size=32, num_workers=0)
+    data["init_args"].update(image_size=args.image_size, batch_size=args.batch_size, num_workers=0)
     if dataset == "pets":
-        data["init_args"]["data_dir"] = str(args.pets_dir)
+        data["init_args"].update(data_dir=str(args.pets_dir), val_per_class=args.pets_val_per_class)
     else:
         data["init_args"]["data_dir"] = str(args.cache_dir) if args.cache_dir else None
     config["data"] = data
@@ -117,7 +117,8 @@ def phase_config(name: str, dataset: str, epochs: int, args: argparse.Namespace,
     init_args = config["model"].get("init_args", {})
     if init_args.get("warmup_epochs"):  # the warm-up keeps its share of the recipe's epochs
         init_args["warmup_epochs"] = round(init_args["warmup_epochs"] * epochs / trainer["max_epochs"])
-    trainer.update(max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=False)
+    trainer.update(max_epochs=epochs, default_root_dir=str(run_dir), enable_progress_bar=False,
+                   check_val_every_n_epoch=args.val_every if epochs % args.val_every == 0 else 1)
     trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
                          "init_args": {"save_dir": str(run_dir), "name": name}}
     for key, value in overrides:
@@ -214,6 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--epochs", "--budget", type=int, default=6, help="training epochs per method (all phases)")
     p.add_argument("--image_size", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--val_every", type=int, default=1,
+                   help="validate every N epochs (phases whose epochs N does not divide validate every epoch, "
+                   "so the last epoch always chooses the threshold)")
+    p.add_argument("--pets_val_per_class", type=int, default=20,
+                   help="trainval photos per class held out for val (the threshold and recipes are chosen there)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/generalization"))
     p.add_argument("--pets_dir", type=Path, default=PETS_DIR)
@@ -232,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
-    budget = f"{args.epochs} epochs x whole train split x {args.image_size} px, seed {args.seed}"
+    budget = (f"{args.epochs} epochs x whole train split x {args.image_size} px, batch {args.batch_size}, "
+              f"seed {args.seed}")
     if not args.table_only:
         for dataset in datasets:
             if dataset == "pets" and not (args.pets_dir / "annotations").is_dir():
