@@ -70,3 +70,20 @@ def test_tiny_run_prints_the_table_with_baselines(bench, tmp_path: Path, monkeyp
     assert named["PxAP chance"] == f"{metrics['pxap_chance']:.1f}"
     assert 0 < metrics["pxap_chance"] < 100 and named["MaxBoxAccV2"] == f"{metrics['maxboxacc_v2']:.1f}"
     assert "| synthetic | cam |" in capsys.readouterr().out
+
+
+def test_map_ceiling_full_resolution_mask_is_perfect_and_one_cell_is_chance(bench):
+    import torch
+    from map_ceiling import ceiling_scores  # benchmarks/ is on sys.path while `bench` is in use
+
+    # Two 16x16 images, each with an 8x8 object at a different place (boxes inclusive).
+    mask = torch.zeros(2, 16, 16, dtype=torch.uint8)
+    mask[0, 2:10, 4:12] = 1
+    mask[1, 8:16, 0:8] = 1
+    boxes = [torch.tensor([[4, 2, 11, 9]]), torch.tensor([[0, 8, 7, 15]])]
+    scores = ceiling_scores([{"mask": mask, "boxes": boxes}], sizes=[1, 16])
+    assert scores["16x16"]["pxap"] == pytest.approx(100.0)
+    assert scores["16x16"]["maxboxacc_v2"] == pytest.approx(100.0)
+    # A 1x1 map is constant: PxAP is the positive-pixel rate, 64 / 256.
+    assert scores["1x1"]["pxap"] == pytest.approx(25.0, abs=0.01)
+    assert set(scores) == {"1x1", "16x16", "centre_gaussian", "uniform_noise"}
