@@ -75,6 +75,7 @@ def test_readme_your_own_photos_section_runs_as_written(tmp_path: Path, syntheti
     out = capsys.readouterr().out
     assert f"class_names={names}" in out and "wsol predict: outputs" in out and "predictions: preds" in out
     preds = Path("preds")
+    assert not Path("config.yaml").exists()  # nothing stray in the working directory
     dataset = json.loads((preds / "predictions.json").read_text())
     assert [c["name"] for c in dataset["categories"]] == names  # the checkpoint's class names, not class_k
     images = sorted(dataset["images"], key=lambda im: im["file_name"])
