@@ -200,3 +200,37 @@ def test_updates_run_under_the_callers_inference_mode():
                        "x")
     updates.flush()
     assert int(evaluator.box.num_images) == 3 and modes == [(False, False)]
+
+
+def test_map_visualizer_reads_the_curves_after_the_pending_updates():
+    """Callbacks' epoch-end hooks run before the module's: the visualizer's snapshot must flush too."""
+    from wsol_lightning.callbacks import MapVisualizer
+
+    release = threading.Event()
+    model = _Tiny(async_metrics=True, async_max_pending=8)
+    update = model.evaluator.box.update
+
+    def late_update(*args: object, **kwargs: object) -> None:
+        release.wait()
+        update(*args, **kwargs)
+
+    model.evaluator.box.update = late_update
+    flush = model.evaluator.updates.flush
+
+    def releasing_flush() -> None:  # the held updates can finish only once someone flushes
+        release.set()
+        flush()
+
+    model.evaluator.updates.flush = releasing_flush
+    try:
+        for i, batch in enumerate(_loader()):
+            logits, maps = model.evaluation_maps(batch)
+            model.evaluator.update(maps, batch, logits, context=f"val batch {i}")
+        assert int(model.evaluator.box.num_images) == 0  # all still held
+        visualizer = MapVisualizer(save_dir="")
+        visualizer._snapshot(model, due=True)
+        assert int(model.evaluator.box.num_images) == 12 and model.evaluator.updates.num_pending == 0
+        assert "box" in visualizer._curves
+    finally:
+        release.set()
+        flush()
