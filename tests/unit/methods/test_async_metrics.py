@@ -89,6 +89,17 @@ def _validate(model: WSOLModule, loader: DataLoader) -> dict[str, float]:
     return trainer.validate(model, dataloaders=loader, verbose=False)[0]
 
 
+def _hold_box_updates(model: WSOLModule, release: threading.Event) -> None:
+    """Make every box update of ``model`` wait for ``release`` before it runs (on its lane)."""
+    update = model.evaluator.box.update
+
+    def late_update(*args: object, **kwargs: object) -> None:
+        release.wait()
+        update(*args, **kwargs)
+
+    model.evaluator.box.update = late_update
+
+
 def test_epoch_end_flushes_before_compute_so_every_batch_counts():
     """Every box update is held until the epoch end hook runs: the table must still count all 12 images."""
     release = threading.Event()
@@ -100,13 +111,7 @@ def test_epoch_end_flushes_before_compute_so_every_batch_counts():
             super().on_validation_epoch_end()
 
     held = Held(async_metrics=True, async_max_pending=8)
-    update = held.evaluator.box.update
-
-    def late_update(*args: object, **kwargs: object) -> None:
-        release.wait()
-        update(*args, **kwargs)
-
-    held.evaluator.box.update = late_update
+    _hold_box_updates(held, release)
     counted: dict[str, int] = {}
     compute = held.evaluator.box.compute
 
@@ -208,13 +213,7 @@ def test_map_visualizer_reads_the_curves_after_the_pending_updates():
 
     release = threading.Event()
     model = _Tiny(async_metrics=True, async_max_pending=8)
-    update = model.evaluator.box.update
-
-    def late_update(*args: object, **kwargs: object) -> None:
-        release.wait()
-        update(*args, **kwargs)
-
-    model.evaluator.box.update = late_update
+    _hold_box_updates(model, release)
     flush = model.evaluator.updates.flush
 
     def releasing_flush() -> None:  # the held updates can finish only once someone flushes
