@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -88,7 +89,7 @@ class BackgroundUpdates:
         self.lane_nice = int(lane_nice)
         self._lanes: dict[str, ThreadPoolExecutor] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._pending: list[tuple[Future[Any], str]] = []
+        self._pending: deque[tuple[Future[Any], str]] = deque()
 
     # Threads and locks are neither picklable nor copyable: a copy starts idle with the same settings.
     def __getstate__(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class BackgroundUpdates:
 
     @property
     def num_pending(self) -> int:
-        """Submitted updates not yet collected by ``flush`` (done or not)."""
+        """Submitted updates not yet collected (by ``flush``, or by a later ``submit`` once done)."""
         return len(self._pending)
 
     def submit(self, lane: str, fn: Callable[[], Any], context: str) -> None:
@@ -145,13 +146,15 @@ class BackgroundUpdates:
         self._pending.append((self._lanes[lane].submit(run), context))
 
     def _raise_finished_errors(self) -> None:
-        """Raise the first error among finished calls (after waiting for every call, as ``flush``)."""
-        if any(f.done() and f.exception() is not None for f, _ in self._pending):
-            self.flush()
+        """Drop the finished calls at the head of the queue; on an error among them, ``flush`` (which raises)."""
+        while self._pending and self._pending[0][0].done():
+            if self._pending[0][0].exception() is not None:
+                self.flush()
+            self._pending.popleft()
 
     def flush(self) -> None:
         """Wait for every submitted call, stop the threads, and raise the first error in submission order."""
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, deque()
         first: tuple[BaseException, str] | None = None
         for future, context in pending:
             err = future.exception()  # waits
