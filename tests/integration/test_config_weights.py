@@ -41,6 +41,10 @@ PAPER_WEIGHTS: dict[tuple[str, str], str] = {
     ("bcam", "inception_v3"): "inception_v3.tv_in1k",
     # wsolevaluation/wsol/resnet.py model_urls .../resnet50-19c8e357.pth (CAM has no repo of its own)
     ("cam", "resnet50"): "resnet50.tv_in1k",
+    # wsolevaluation main.py builds HaS and CutMix on architecture_type 'cam' and ADL on 'adl', loading
+    # wsol/resnet.py model_urls .../resnet50-19c8e357.pth and wsol/vgg.py .../vgg16-397923af.pth
+    **{(m, "resnet50"): "resnet50.tv_in1k" for m in ("has", "cutmix", "adl")},
+    **{(m, "vgg16"): "vgg16.tv_in1k" for m in ("has", "cutmix", "adl")},
     # ORNet/models/evaluator.py: torchvision models.vgg16(pretrained=True); the library's coarse/refine
     # classifier is that VGG16 (initialised from the evaluator)
     ("ornet", "vgg16"): "vgg16.tv_in1k",
