@@ -16,7 +16,9 @@ from wsol_lightning.data.folder import ImageFolderDataModule
 from wsol_lightning.data.index import DataError
 from wsol_lightning.export import export_network, load_checkpoint, load_method, load_network, network_of
 
-METHODS = ["CAM", "BAS", "BCAM", "ORNet"]
+#: every method class of wsol_lightning.methods (a new method is enrolled without editing this file)
+METHODS = [n for n in methods.__all__ if n != "WSOLModule" and isinstance(getattr(methods, n), type)
+           and issubclass(getattr(methods, n), L.LightningModule)]
 
 
 def write_folder(root: Path) -> Path:

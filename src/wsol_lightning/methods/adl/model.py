@@ -82,12 +82,23 @@ class AttentionDropout(nn.Module):
         return f"drop_rate={self.drop_rate}, threshold={self.threshold}"
 
 
-def default_adl_positions(backbone: str) -> tuple[str, ...]:
-    """The reference's ADL positions for ``backbone``'s family (by name prefix)."""
-    for prefix, positions in ADL_POSITIONS.items():
-        if backbone.startswith(prefix):
-            return positions
-    raise ValueError(f"ADL has no default insertion points for backbone '{backbone}': pass adl_positions "
+def default_adl_positions(trunk: Trunk) -> tuple[str, ...]:
+    """The reference's ADL positions for a CAM trunk, found from its structure (any depth of the family).
+
+    A ResNet-style trunk (``layer3``/``layer4`` stages): after ``layer3.0``, ``layer4.0`` and the last block of
+    ``layer4``. A VGG-style trunk (flattened ``features_<i>``): after pool3 (the first module of stage 3), the
+    last ReLU of stage 3 (conv4_x) and the last ReLU of stage 4 (conv5_x): ``features.16/22/29`` on VGG16.
+
+    Raises:
+        ValueError: another family; pass ``adl_positions`` explicitly.
+
+    """
+    children = [list(stage._modules) for stage in trunk.stages]
+    if len(children) == 5 and "layer3" in children[3] and "layer4" in children[4]:
+        return ADL_POSITIONS["resnet"]
+    if len(children) == 5 and all(k.startswith("features_") for stage in children for k in stage):
+        return tuple(k.replace("_", ".") for k in (children[3][0], children[3][-1], children[4][-1]))
+    raise ValueError(f"ADL has no default insertion points for this trunk (stages {children}): pass adl_positions "
                      "(timm module names inside the trunk, e.g. ['layer3.0', 'layer4.-1'])")
 
 

@@ -25,7 +25,8 @@ class ADL(CAM):
         adl_threshold: drop positions whose channel-mean attention is ``>= adl_threshold`` x its maximum
             (wsolevaluation ``--adl_threshold``, default 0.9).
         adl_positions: timm module names after which a layer is inserted (``None``: the reference's points,
-            ResNet ``layer3.0, layer4.0, layer4.-1``; VGG16 ``features.16, features.22, features.29``).
+            ResNet ``layer3.0, layer4.0, layer4.-1``; VGG16 ``features.16, features.22, features.29``, i.e. after
+            pool3 and the last ReLUs of conv4_x and conv5_x on any VGG).
         **kwargs: other arguments of :class:`CAM` (``label_smoothing``) and :class:`WSOLModule`.
 
     """
@@ -36,7 +37,7 @@ class ADL(CAM):
         if kwargs.get("timm_head"):
             raise ValueError("ADL inserts layers into the wsolevaluation CAM trunk: timm_head=True is not supported")
         super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
-        positions = default_adl_positions(backbone) if adl_positions is None else tuple(adl_positions)
+        positions = default_adl_positions(self.net.trunk) if adl_positions is None else tuple(adl_positions)
         self._adl_layers = tuple(insert_adl(self.net.trunk, positions, adl_drop_rate, adl_threshold))
 
     def losses(self, images: Tensor, labels: Tensor, uniforms: Sequence[float] | None = None) -> dict[str, Tensor]:

@@ -10,7 +10,13 @@ from torch import nn
 
 from wsol_lightning.backbones.trunk import Trunk
 from wsol_lightning.methods import ADL
-from wsol_lightning.methods.adl.model import ADL_POSITIONS, AttentionDropout, attention_dropout, insert_adl
+from wsol_lightning.methods.adl.model import (
+    ADL_POSITIONS,
+    AttentionDropout,
+    attention_dropout,
+    default_adl_positions,
+    insert_adl,
+)
 
 
 def features() -> torch.Tensor:
@@ -51,6 +57,7 @@ def test_reference_insertion_points() -> None:
     resnet = ADL(backbone="resnet26", num_classes=3).net.trunk.stages[4].layer4
     assert list(resnet._modules) == ["0", "adl1", "1", "adl2"]  # after the first and the last block
     assert names("resnet10t") == ["net.trunk.stages.3.layer3.adl0", "net.trunk.stages.4.layer4.adl1"]
+    assert names("test_resnet") == ["net.trunk.stages.3.layer3.adl0", "net.trunk.stages.4.layer4.adl1"]
     with pytest.raises(ValueError, match="not a module of the trunk"):
         ADL(backbone="resnet10t", num_classes=3, adl_positions=["layer9.0"])
 
@@ -62,7 +69,8 @@ def test_vgg16_insertion_points_are_pool3_conv4_3_and_conv5_3() -> None:
         stages.append(nn.Sequential(OrderedDict((f"features_{i}", nn.Identity()) for i in range(start, tap + 1))))
         start = tap + 1
     trunk = Trunk(stages, [64, 128, 256, 512, 512], [1, 2, 4, 8, 16], [f"features.{t}" for t in taps])
-    layers = insert_adl(trunk, ADL_POSITIONS["vgg"], 0.75, 0.9)
+    assert default_adl_positions(trunk) == ADL_POSITIONS["vgg"]
+    layers = insert_adl(trunk, default_adl_positions(trunk), 0.75, 0.9)
     assert len(layers) == 3
     assert list(trunk.stages[3]._modules) == ["features_16", "adl0", *[f"features_{i}" for i in range(17, 23)],
                                               "adl1"]
