@@ -49,21 +49,15 @@ class CutMix(CAM):
 
         """
         hp = self.hparams
-        if hp.beta <= 0:
-            outputs = self(images)
-            loss_cls = classification_loss(outputs["logits"], labels, hp.label_smoothing)
-            return {"loss_cls": loss_cls, "loss": loss_cls}
         height, width = images.shape[-2:]
-        if draws is None:
+        if hp.beta > 0 and draws is None:
             draws = draw_cutmix(images.shape[0], height, width, hp.beta)
-        if not hp.prob > draws.coin:
-            outputs = self(images)
-            loss_cls = classification_loss(outputs["logits"], labels, hp.label_smoothing)
+        if hp.beta <= 0 or not hp.prob > draws.coin:  # not mixed: CAM's loss
+            loss_cls = classification_loss(self(images)["logits"], labels, hp.label_smoothing)
             return {"loss_cls": loss_cls, "loss": loss_cls}
         mixed, lam = cut_and_mix(images, draws.permutation, cutmix_box(height, width, draws.lam, draws.centre))
-        outputs = self(mixed)
         partner = labels[draws.permutation.to(labels.device)]
-        loss_cls = mixed_cross_entropy(outputs["logits"], labels, partner, lam, hp.label_smoothing)
+        loss_cls = mixed_cross_entropy(self(mixed)["logits"], labels, partner, lam, hp.label_smoothing)
         return {"loss_cls": loss_cls, "loss": loss_cls}
 
     def training_losses(self, batch: WSOLBatch) -> dict[str, Tensor]:
