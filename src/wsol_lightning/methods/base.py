@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
+from wsol_lightning.methods.pretrained import PretrainedMixin
 from wsol_lightning.methods.sanity import print_sanity_warnings
 from wsol_lightning.methods.thresholds import choose_thresholds_on_val
 from wsol_lightning.metrics import SeedMIoU
@@ -42,7 +43,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
-class WSOLModule(L.LightningModule):
+class WSOLModule(PretrainedMixin, L.LightningModule):
     """Shared training, evaluation, prediction and optimisation for WSOL methods.
 
     Args:
