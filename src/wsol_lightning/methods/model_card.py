@@ -140,8 +140,8 @@ def card_text(class_name: str, init_args: Mapping[str, Any], settings: Mapping[s
         ("eval image size", f"{size} x {size}, resized straight (no crop)" if size else "not stored"),
         ("normalisation", f"mean {settings.get('mean')}, std {settings.get('std')}"
          if settings.get("mean") else "not stored (ImageNet's is the usual one)"),
-        ("operating threshold", f"{threshold:.3f} (stored with the weights; `wsol fit` chooses it on val)" if isinstance(threshold, float)
-         else "not chosen yet"),
+        ("operating threshold", f"{threshold:.3f} (stored with the weights; `wsol fit` chooses it on val)"
+         if isinstance(threshold, float) else "not chosen yet"),
         ("map upsampling", f"`{settings.get('map_interpolation', 'bicubic')}`, then min-max to [0, 1]"),
         ("map", MAP_DESCRIPTIONS.get(class_name, "the method's localisation map of the top-1 class")),
     ]
