@@ -283,6 +283,11 @@ def main(args: Any = None) -> None:
 
         convert_main(argv[1:], WSOLCLI)
         return
+    if isinstance(argv, (list, tuple)) and argv and argv[0] == "export":  # ONNX / TorchScript / Hub folder
+        from wsol_lightning.export_cli import main as export_main
+
+        export_main(list(argv[1:]))
+        return
     if isinstance(argv, (list, tuple)) and argv and argv[0] == "eval":  # score maps you supply: wsol eval -h
         from wsol_lightning.evaluate_maps import main as evaluate_maps
 
