@@ -76,8 +76,8 @@ def traced_map_function(method: nn.Module, outputs: dict[str, Tensor], classes: 
 
     table = {torch.ops.aten.convolution_backward.default: _conv_input_grad}
     with fx_config.patch(use_duck_shape=False):  # equal example sizes must stay distinct symbols
-        return make_fx(method.localization_maps, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                       decomposition_table=table)(outputs, classes)
+        return make_fx(lambda out, cls: method.localization_maps(out, cls), tracing_mode="symbolic",
+                       _allow_non_fake_inputs=True, decomposition_table=table)(outputs, classes)
 
 
 class MapGraph(nn.Module):
@@ -192,7 +192,8 @@ def _run_exporter(graph: MapGraph, path: Path, example: Tensor, opset: int, kind
         if dynamic_hw:
             dims.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
         torch.onnx.export(graph, (example,), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
-                          dynamic_shapes=(dims,), opset_version=opset, dynamo=True, verbose=False)
+                          dynamic_shapes=(dims,), opset_version=opset, dynamo=True, verbose=False,
+                          external_data=False)
         return
     axes = {"images": {0: "batch", **({2: "height", 3: "width"} if dynamic_hw else {})}, "logits": {0: "batch"},
             "maps": {0: "batch"}, "raw_maps": {0: "batch"}}
@@ -206,6 +207,10 @@ def export_torchscript(method: nn.Module, path: str | Path, example: Tensor) -> 
     TorchScript is deprecated in recent PyTorch (its FutureWarning is silenced here); ONNX is the format that lasts.
     """
     from lightning.pytorch.core.module import _jit_is_scripting  # Lightning's own to_torchscript guard
+
+    if getattr(method, "maps_need_autograd", False):  # jit.trace would freeze the traced backward's sizes
+        raise ExportError(f"{type(method).__name__}'s maps need autograd: TorchScript tracing would fix the batch "
+                          "size; export ONNX (--format onnx) instead")
 
     with frozen(method), torch.no_grad(), _jit_is_scripting(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
