@@ -241,7 +241,11 @@ class PretrainedMixin:
         except (TypeError, ValueError) as err:
             raise PretrainedError(f"{folder / CONFIG}: key 'init_args' does not build a {method.__name__}: "
                                   f"{err}") from None
-        result = module.load_state_dict(state, strict=False)
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes differ
+            raise PretrainedError(f"{weights} does not match the {method.__name__} that {CONFIG} describes: "
+                                  f"{' '.join(str(err).split())[:600]}") from None
         if result.missing_keys or result.unexpected_keys:
             raise PretrainedError(
                 f"{weights} does not match the {method.__name__} that {CONFIG} describes: missing keys "
