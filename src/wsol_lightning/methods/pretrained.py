@@ -46,21 +46,22 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
-def resolve_class(class_path: str, source: str | Path, base: type) -> type:
+def resolve_class(class_path: str, source: str | Path, base: type,
+                  error: type[Exception] = PretrainedError) -> type:
     """The class ``class_path`` names, if its module is already imported and it subclasses ``base``.
 
     Raises:
-        PretrainedError: the module is not imported, or the class is not a ``base`` (naming ``source``).
+        error: the module is not imported, or the class is not a ``base`` (naming ``source``).
 
     """
     module_name, _, name = str(class_path).rpartition(".")
     module = sys.modules.get(module_name)
     if module is None:
-        raise PretrainedError(f"{source}: names the class {class_path!r}, whose module is not imported; import "
+        raise error(f"{source}: names the class {class_path!r}, whose module is not imported; import "
                               "the module that defines it first (a file never makes the library import code)")
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise PretrainedError(f"{source}: {class_path!r} is not a wsol_lightning method (a WSOLModule subclass)")
+        raise error(f"{source}: {class_path!r} is not a wsol_lightning method (a WSOLModule subclass)")
     return cls
 
 
