@@ -62,17 +62,12 @@ OUTPUT_DOC = {
 
 def load_for_export(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The method (eval mode) and its stored prediction settings, from a checkpoint file or a pretrained folder."""
-    from wsol_lightning.checkpoints import read_checkpoint, stored_prediction_settings
     from wsol_lightning.export import load_checkpoint
     from wsol_lightning.methods import WSOLModule
 
-    if Path(source).is_dir():
-        method = WSOLModule.from_pretrained(source)
-        return method, dict(method.wsol_settings or {})
-    settings = stored_prediction_settings(read_checkpoint(source))
-    method = load_checkpoint(source)
-    method.wsol_settings = settings
-    return method, settings
+    # a checkpoint's settings (checkpoint["wsol"]) become wsol_settings in WSOLModule.on_load_checkpoint
+    method = WSOLModule.from_pretrained(source) if Path(source).is_dir() else load_checkpoint(source)
+    return method, dict(method.wsol_settings or {})
 
 
 def example_batch(image_size: int, batch: int = 2, width: int | None = None, seed: int = 0) -> torch.Tensor:

@@ -122,6 +122,9 @@ def test_wsol_export_command_from_a_checkpoint(tmp_path: Path, capsys: pytest.Ca
     assert (logits - expected["logits"]).abs().max() <= 1e-5 and (maps - expected["maps"]).abs().max() <= 1e-5
     reloaded = CAM.from_pretrained(out)
     assert reloaded.wsol_settings["class_names"] == NAMES and float(reloaded.operating_threshold) == 0.4
+    again = tmp_path / "again"  # a pretrained folder is a source too
+    cli.main(["export", "--ckpt_path", str(out), "--format", "safetensors", "--output", str(again)])
+    assert json.loads((again / SIDECAR).read_text())["wsol"] == stored["wsol"]
     card = (out / "README.md").read_text()
     assert "| `test/maxboxacc_v2` | 61.25 |" in card and "Learning Deep Features for Discriminative" in card
     assert "model.torchscript.pt" in card and "from_pretrained" in card

@@ -284,7 +284,10 @@ class WSOLModule(PretrainedMixin, L.LightningModule):
         checkpoint[PREDICTION_KEY] = prediction_settings(self, getattr(trainer, "datamodule", None))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
+        """A fixed ``operating_threshold`` argument wins over the stored one; stored settings -> ``wsol_settings``."""
+        from wsol_lightning.checkpoints import stored_prediction_settings
+
+        self.wsol_settings = stored_prediction_settings(checkpoint)  # class names, image size, ... (save_pretrained)
         fixed = self.hparams.get("operating_threshold")
         state = checkpoint.get("state_dict")
         if fixed is not None and isinstance(state, dict) and "operating_threshold" in state:
