@@ -186,7 +186,10 @@ def read_metrics(value: str | None) -> dict[str, Any] | None:
 
 def parser() -> argparse.ArgumentParser:
     """The ``wsol export`` argument parser."""
-    p = argparse.ArgumentParser(prog="wsol export", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="wsol export", description=(
+        "Export a checkpoint (or a save_pretrained folder): ONNX (checked with onnxruntime), TorchScript, or the "
+        "Hub-style safetensors folder, with wsol.json (class names, image size, mean/std, threshold) and a model "
+        "card README.md."))
     p.add_argument("--ckpt_path", required=True, help="checkpoint file (wsol fit) or a save_pretrained folder")
     p.add_argument("--output", required=True, help="folder to write")
     p.add_argument("--format", nargs="+", default=["safetensors"], choices=FORMATS, help="what to write")
