@@ -274,3 +274,22 @@ class PretrainedMixin:
             info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message,
                                      revision=branch, create_pr=create_pr)
         return str(getattr(info, "commit_url", info))
+
+
+def checkpoint_from_pretrained(folder: str | Path, directory: str | Path) -> Path:
+    """A Lightning checkpoint (``directory/pretrained.ckpt``) of a pretrained folder, for ``wsol predict``.
+
+    It holds the method's state dict, its ``init_args`` (initial weights switched off) with the class path the CLI
+    reads, and the folder's prediction settings as ``checkpoint["wsol"]``: plain values, ``weights_only``-readable.
+    """
+    import lightning
+
+    method = PretrainedMixin.from_pretrained(folder)
+    cls = type(method)
+    hparams = {**init_args_of(method), "_class_path": f"{cls.__module__}.{cls.__qualname__}",
+               "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+    path = Path(directory) / "pretrained.ckpt"
+    torch.save({"state_dict": method.state_dict(), "hyper_parameters": hparams, "wsol": method.wsol_settings,
+                "pytorch-lightning_version": lightning.__version__}, path)
+    return path
+
