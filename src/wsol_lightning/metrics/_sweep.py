@@ -41,6 +41,7 @@ from numba import njit
 from wsol_lightning.metrics._fill import fill_holes_uint8
 from wsol_lightning.metrics._unionfind import (
     AREA2,
+    EULER4,
     NUM_LEVELS,
     REPS4,
     REPS8,
@@ -52,7 +53,9 @@ from wsol_lightning.metrics._unionfind import (
 )
 
 NO_AREA = np.zeros(NUM_LEVELS, np.int64)
-MODES = {"tree": 0, "external": 1, "largest": 2}  # V2 (RETR_TREE), V2 outer only (RETR_EXTERNAL), V1
+# V2 (RETR_TREE), V2 outer only (RETR_EXTERNAL), V1; "one_pass" is the foreground sweep alone (the floor the
+# benchmark compares with: with ``want`` all False it labels every level and scores nothing).
+MODES = {"tree": 0, "external": 1, "largest": 2, "one_pass": 3}
 
 
 @njit(cache=True, nogil=True)
@@ -84,17 +87,46 @@ def _score(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.ndar
     return score[r]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
+             box: np.ndarray) -> int:
+    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.
+
+    A root without hole (``euler == 4``) has filled area ``area`` exactly; a root with holes lies between
+    ``area`` and its box's area ``2 (w - 1) (h - 1)`` (half pixels). With ``top`` the largest lower bound,
+    the roots whose upper bound reaches ``top`` are the candidates: one candidate wins; several hole-free
+    candidates of area ``top`` tie and the one whose first pixel comes last wins; otherwise -1 (an
+    OpenCV call decides that level).
+    """
+    top = 0
+    for i in range(n_active):
+        top = max(top, area[active[i]])
+    best, candidates, exact = -1, 0, True
+    for i in range(n_active):
+        r = active[i]
+        hole_free = euler[r] == 4
+        high = area[r] if hole_free else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
+        if high < top:
+            continue
+        candidates += 1
+        exact = exact and hole_free and area[r] == top
+        if best < 0 or first[r] > first[best]:
+            best = r
+    return best if candidates == 1 or exact else -1
+
+
 @njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
                   holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
-                  score: np.ndarray, dirty: np.ndarray, active: np.ndarray, pos: np.ndarray,
-                  out: np.ndarray) -> None:
+                  euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray, pos: np.ndarray,
+                  out: np.ndarray) -> bool:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
-    components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the largest by
-    window area, ties to the last first pixel), left untouched where nothing is on. Holes: values 0 up to
+    components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
+    :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on. Returns whether
+    some scored level has a component with a hole (else the hole sweep has nothing to add). Holes: values 0 up to
     254, 4-connected, the frame one set (root 0, so large it stays root, never active); ``out[v]`` is the
     best IoU over the other sets' hole boxes (grown by one pixel). Arrays are passed one by one (a tuple of
     arrays costs a reference count per call in numba).
@@ -103,7 +135,9 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     offs = ring_offsets(wp)
     reps = REPS4 if holes else REPS8
     area2 = NO_AREA if holes else AREA2
+    euler4 = NO_AREA if holes else EULER4
     grow = 1 if holes else 0
+    holed = False
     if holes:
         n = (height + 2) * wp
         for x in range(wp):
@@ -125,6 +159,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                 parent[p] = p
                 size[p] = 1
                 area[p] = 0
+                euler[p] = 4
                 first[p] = p
                 box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
                 dirty[p] = True
@@ -136,11 +171,12 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             for j in range(2, groups + 1):
                 r = find(parent, p + offs[reps[m, j]])
                 if r != root:
-                    root, gone = link(parent, size, box, area, first, root, r)
+                    root, gone = link(parent, size, box, area, first, euler, root, r)
                     n_active = remove_active(active, pos, n_active, gone)  # never the frame (largest set)
             parent[p] = root
             size[root] += 1
             area[root] += area2[m]
+            euler[root] += euler4[m]
             first[root] = min(first[root], p)
             box[root, 0] = min(box[root, 0], px)
             box[root, 1] = min(box[root, 1], py)
@@ -151,17 +187,16 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = active[0]
-            for i in range(1, n_active):
-                r = active[i]
-                if area[r] > area[best] or (area[r] == area[best] and first[r] > first[best]):
-                    best = r
-            out[level] = _score(best, grow, box, dirty, score, height, width, gt)
+            best = _largest(active, n_active, area, euler, first, box)
+            out[level] = np.nan if best < 0 else _score(best, grow, box, dirty, score, height, width, gt)
         else:
             top = 0.0
             for i in range(n_active):
-                top = max(top, _score(active[i], grow, box, dirty, score, height, width, gt))
+                r = active[i]
+                top = max(top, _score(r, grow, box, dirty, score, height, width, gt))
+                holed = holed or euler[r] != 4
             out[level] = top
+    return holed
 
 
 @njit(cache=True, nogil=True)
@@ -172,6 +207,7 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     n = (height + 2) * (width + 2)
     parent, size, box = np.empty(n, np.int32), np.zeros(n, np.int32), np.zeros((n, 4), np.int32)
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
+    euler = np.zeros(n, np.int64)
     dirty, active, pos = np.zeros(n, np.bool_), np.empty(n, np.int32), np.full(n, -1, np.int32)
     order = np.empty(height * width, np.int32)
     ox, oy = np.empty(height * width, np.int16), np.empty(height * width, np.int16)
@@ -182,21 +218,22 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     for b in range(first_image, maps.shape[0], step):
         u = maps[b]
         boxes = gt[gt_offsets[b]:gt_offsets[b + 1]]
-        if mode != 0:  # V1 and RETR_EXTERNAL: the top-level components are those of the hole-filled map
+        if mode == 1:  # RETR_EXTERNAL: the top-level components are those of the hole-filled map
             fill_holes_uint8(u, filled, head, order)
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
-        _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2, want[b], boxes, height, width,
-                      parent, size, box, area, first, score, dirty, active, pos, fg)
+        holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2, want[b], boxes, height, width,
+                              parent, size, box, area, first, euler, score, dirty, active, pos, fg)
         holes[:] = 0.0
-        if mode == 0:
+        if mode == 0 and holed:
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
-                          parent, size, box, area, first, score, dirty, active, pos, holes)
+                          parent, size, box, area, first, euler, score, dirty, active, pos, holes)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
-                out[b, level] = empty if fg[level] < 0.0 else max(fg[level], holes[level])
+                unsure = np.isnan(fg[level])
+                out[b, level] = fg[level] if unsure else empty if fg[level] < 0.0 else max(fg[level], holes[level])
 
 
 def best_iou_per_level_sweep(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, mode: str = "tree",
@@ -210,8 +247,9 @@ def best_iou_per_level_sweep(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.nd
         maps: ``(B, H, W)`` uint8 quantised maps (``uint8(map * 255)``).
         gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
         gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
-        mode: ``"tree"`` (every RETR_TREE contour, holes included), ``"external"`` (RETR_EXTERNAL) or
-            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1).
+        mode: ``"tree"`` (every RETR_TREE contour, holes included), ``"external"`` (RETR_EXTERNAL),
+            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1) or ``"one_pass"`` (outer
+            contours of ``U > L`` without the hole sweep: one labelling pass, for benchmarks).
         want: optional ``(B, 256)`` bool, the levels to score (the others are left at 0); default all.
         num_threads: worker threads (1 = run in the calling thread).
 

@@ -12,7 +12,9 @@ foreground) and :data:`REPS4` (4-connected background, where two 4-neighbours to
 diagonal pixel between them) give one representative per group of the mask: usually one ``find``
 per pixel. :data:`AREA2` is the change, in half pixels, of the summed 2x2-window area (a window whose
 four pixels are on counts 1, three on 1/2) when ``p`` switches on: ``cv2.contourArea`` of an outer
-contour is that sum over the filled component (see :mod:`._sweep`).
+contour is that sum over the filled component (see :mod:`._sweep`). :data:`EULER4` is the change of
+Gray's bit-quad sum ``n(1 on) - n(3 on) - 2 n(diagonal pair)``, four times the Euler number (components
+minus holes) of an 8-connected set: a component has no hole iff its sum is 4.
 
 Coordinates are padded: pixel ``(y, x)`` is ``(y + 1) * (W + 2) + x + 1``, so the one-pixel frame
 needs no bounds checks.
@@ -50,25 +52,42 @@ def _groups(mask: int, members: tuple[int, ...], touching: dict[tuple[int, int],
     return reps
 
 
-def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``REPS8``, ``REPS4`` ``(256, 5)`` int64 (column 0 = group count, then neighbour indices) and ``AREA2``."""
+def _quad_euler(a: int, d: int, b: int, p: int) -> int:
+    """Gray's bit-quad term of a 2x2 window (8-connected foreground): 1 pixel on 1, 3 on -1, diagonal pair -2."""
+    count = a + d + b + p
+    if count == 1:
+        return 1
+    if count == 3:
+        return -1
+    return -2 if count == 2 and a == b else 0  # two on and a == b: the pair is (a, b) or (d, p), a diagonal
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lookup tables, indexed by the 8-bit neighbour mask.
+
+    ``REPS8``, ``REPS4`` ``(256, 5)`` int64 (column 0 = group count, then neighbour indices), ``AREA2`` and
+    ``EULER4`` (the change of 4 x the Euler number of the pixel's component when it switches on).
+    """
     eight = {(a, b): -1 for a in range(8) for b in range(a + 1, 8)
              if max(abs(RING[a][0] - RING[b][0]), abs(RING[a][1] - RING[b][1])) == 1}
     four = {(0, 2): 1, (2, 4): 3, (4, 6): 5, (6, 0): 7}  # N~E through NE, E~S through SE, ...
     reps8 = np.zeros((256, 5), np.int64)
     reps4 = np.zeros((256, 5), np.int64)
     area2 = np.zeros(256, np.int64)
-    windows = ((7, 0, 6), (0, 1, 2), (2, 3, 4), (4, 5, 6))  # the other three pixels of p's 2x2 windows
+    euler4 = np.zeros(256, np.int64)
+    windows = ((0, 7, 6), (0, 1, 2), (2, 3, 4), (4, 5, 6))  # p's 2x2 windows: (side, corner, side) neighbours
     for mask in range(256):
         for table, members, touching in ((reps8, tuple(range(8)), eight), (reps4, (0, 2, 4, 6), four)):
             reps = _groups(mask, members, touching)
             table[mask, 0] = len(reps)
             table[mask, 1:1 + len(reps)] = reps
         area2[mask] = sum(sum(mask >> i & 1 for i in w) >= 2 for w in windows)
-    return reps8, reps4, area2
+        bits = [[mask >> i & 1 for i in w] for w in windows]
+        euler4[mask] = sum(_quad_euler(*w, 1) - _quad_euler(*w, 0) for w in bits)
+    return reps8, reps4, area2, euler4
 
 
-REPS8, REPS4, AREA2 = _tables()
+REPS8, REPS4, AREA2, EULER4 = _tables()
 
 
 @njit(cache=True, nogil=True)
@@ -142,13 +161,14 @@ def find(parent: np.ndarray, x: int) -> int:
 
 @njit(cache=True, nogil=True, inline="always")
 def link(parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
-         ra: int, rb: int) -> tuple[int, int]:
+         euler: np.ndarray, ra: int, rb: int) -> tuple[int, int]:
     """Merge the sets of roots ``ra != rb`` (union by size); return (new root, absorbed root)."""
     if size[ra] < size[rb]:
         ra, rb = rb, ra
     parent[rb] = ra
     size[ra] += size[rb]
     area[ra] += area[rb]
+    euler[ra] += euler[rb]
     first[ra] = min(first[ra], first[rb])
     box[ra, 0] = min(box[ra, 0], box[rb, 0])
     box[ra, 1] = min(box[ra, 1], box[rb, 1])

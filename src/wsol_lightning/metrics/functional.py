@@ -181,6 +181,18 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
+def _settle_with_opencv(u: np.ndarray, gt: np.ndarray, offsets: np.ndarray, per_level: np.ndarray) -> np.ndarray:
+    """Replace the V1 sweep's NaN levels (largest contour not certain from areas alone) by OpenCV's choice.
+
+    The sweep knows a component's exact ``contourArea`` unless the component has a hole; where a component
+    with holes could be the largest, that level is left NaN and decided here exactly as wsolevaluation does.
+    """
+    for b, level in np.argwhere(np.isnan(per_level)):
+        box = boxes_from_map(u[b], int(level), multi_contour=False)
+        per_level[b, level] = iou_matrix(box, gt[offsets[b]:offsets[b + 1]]).max()
+    return per_level
+
+
 def _sweep_mode(multi_contour: bool, outer_only: bool) -> str:
     if not multi_contour:
         return "largest"  # V1; its largest contour is always an outer one, so outer_only changes nothing
@@ -210,7 +222,9 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi
     """
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
     gt, offsets = check_boxes(boxes, u.shape[0])
-    return best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), None, num_threads)
+    per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), None,
+                                         num_threads)
+    return _settle_with_opencv(u, gt, offsets, per_level)
 
 
 def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], thresholds: np.ndarray,
@@ -240,7 +254,7 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
     np.put_along_axis(want, levels, True, axis=1)
     per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), want,
                                          num_threads)
-    return np.take_along_axis(per_level, levels, axis=1)
+    return np.take_along_axis(_settle_with_opencv(u, gt, offsets, per_level), levels, axis=1)
 
 
 def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],
