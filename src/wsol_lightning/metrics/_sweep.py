@@ -20,14 +20,20 @@ traced polygon through boundary-pixel centres: for an outer contour it is the ar
 *with its holes filled*, counted on 2x2 pixel windows (four pixels on: 1, three on: 1/2, fewer: 0). A
 hole's contour, and anything nested in a hole, encloses strictly less, or the same area as its parent's
 outer contour (a one-pixel-thin ring); OpenCV lists a parent before its children, so the first largest
-contour is always a top-level outer contour. The top-level components of ``U > L`` are the components of
-``F > L`` for the hole-filled map ``F`` of :mod:`._fill`, so V1 is one sweep over ``F`` keeping each
-root's window area, and each level takes the root of largest area. Ties: OpenCV lists the top-level
-contours in *reverse* raster order of their start point (a component's first pixel in raster order),
-and ``max`` keeps the first, so among equal areas the root whose first pixel comes last wins. The unit
-tests check all of this against OpenCV on adversarial maps (ties, holes, nesting, lines, diagonals).
+contour is always a top-level outer contour. Ties: OpenCV lists the top-level contours in *reverse*
+raster order of their start point (a component's first pixel in raster order), and ``max`` keeps the
+first, so among equal areas the component whose first pixel comes last wins.
 
-``outer_only=True`` gives OpenCV ``RETR_EXTERNAL`` for V2: the sweep over ``F`` boxing every root.
+So the V1 sweep keeps, per root, the window area of its own pixels and Gray's bit-quad Euler number
+(components minus holes, also a 2x2-window sum): a root without a hole knows its ``contourArea`` exactly;
+a root with holes only lies between its own area and its box's ``(w - 1)(h - 1)``. A level whose largest
+contour these bounds settle is scored in the sweep; the others (a component with holes could be the
+largest) are left NaN and decided by the caller (:func:`.functional.best_iou_per_level`): OpenCV at those
+levels, or, when there are many, ``mode="largest_filled"``, the same sweep over the hole-filled map ``F``
+of :mod:`._fill` (``F > L`` has the top-level components of ``U > L``, filled: every area exact). The
+unit tests check all of this against OpenCV on adversarial maps (ties, holes, nesting, lines, diagonals).
+
+``mode="external"`` gives OpenCV ``RETR_EXTERNAL`` for V2: the sweep over ``F`` boxing every root.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from wsol_lightning.metrics._unionfind import (
 NO_AREA = np.zeros(NUM_LEVELS, np.int64)
 # V2 (RETR_TREE), V2 outer only (RETR_EXTERNAL), V1; "one_pass" is the foreground sweep alone (the floor the
 # benchmark compares with: with ``want`` all False it labels every level and scores nothing).
-MODES = {"tree": 0, "external": 1, "largest": 2, "one_pass": 3}
+MODES = {"tree": 0, "external": 1, "largest": 2, "one_pass": 3, "largest_filled": 4}
 
 
 @njit(cache=True, nogil=True)
@@ -218,13 +224,13 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     for b in range(first_image, maps.shape[0], step):
         u = maps[b]
         boxes = gt[gt_offsets[b]:gt_offsets[b + 1]]
-        if mode == 1:  # RETR_EXTERNAL: the top-level components are those of the hole-filled map
+        if mode == 1 or mode == 4:  # the top-level components are those of the hole-filled map
             fill_holes_uint8(u, filled, head, order)
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
-        holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2, want[b], boxes, height, width,
-                              parent, size, box, area, first, euler, score, dirty, active, pos, fg)
+        holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
+                              width, parent, size, box, area, first, euler, score, dirty, active, pos, fg)
         holes[:] = 0.0
         if mode == 0 and holed:
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
@@ -248,8 +254,10 @@ def best_iou_per_level_sweep(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.nd
         gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
         gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
         mode: ``"tree"`` (every RETR_TREE contour, holes included), ``"external"`` (RETR_EXTERNAL),
-            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1) or ``"one_pass"`` (outer
-            contours of ``U > L`` without the hole sweep: one labelling pass, for benchmarks).
+            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1; NaN at a level where a
+            component with holes could be the largest), ``"largest_filled"`` (V1 on the hole-filled map:
+            never NaN, one more pass) or ``"one_pass"`` (outer contours of ``U > L`` without the hole sweep:
+            one labelling pass, for benchmarks).
         want: optional ``(B, 256)`` bool, the levels to score (the others are left at 0); default all.
         num_threads: worker threads (1 = run in the calling thread).
 

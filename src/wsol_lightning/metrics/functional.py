@@ -181,13 +181,23 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
+_OPENCV_LEVELS_PER_FILLED_SWEEP = 12  # one findContours call costs about 1/12 of the fill + filled-map sweep
+
+
 def _settle_with_opencv(u: np.ndarray, gt: np.ndarray, offsets: np.ndarray, per_level: np.ndarray) -> np.ndarray:
-    """Replace the V1 sweep's NaN levels (largest contour not certain from areas alone) by OpenCV's choice.
+    """Replace the V1 sweep's NaN levels (largest contour not certain from areas alone) by exact values.
 
     The sweep knows a component's exact ``contourArea`` unless the component has a hole; where a component
-    with holes could be the largest, that level is left NaN and decided here exactly as wsolevaluation does.
+    with holes could be the largest, the level is left NaN. An image with few such levels asks OpenCV at
+    those levels, as wsolevaluation does; one with many reruns the sweep on its hole-filled map (no hole,
+    so every area is exact; ``mode="largest_filled"``).
     """
-    for b, level in np.argwhere(np.isnan(per_level)):
+    unsure = np.isnan(per_level)
+    for b in np.flatnonzero(unsure.sum(axis=1) > _OPENCV_LEVELS_PER_FILLED_SWEEP):
+        filled = best_iou_per_level_sweep(u[b:b + 1], gt, offsets[b:b + 2], "largest_filled", unsure[b:b + 1], 1)
+        per_level[b, unsure[b]] = filled[0, unsure[b]]
+        unsure[b] = False
+    for b, level in np.argwhere(unsure):
         box = boxes_from_map(u[b], int(level), multi_contour=False)
         per_level[b, level] = iou_matrix(box, gt[offsets[b]:offsets[b + 1]]).max()
     return per_level

@@ -1,17 +1,20 @@
 """V1 (largest contour by cv2.contourArea, OpenCV's tie order) from the sweep, against OpenCV itself.
 
-The sweep never calls OpenCV: it takes the filled top-level component of largest 2x2-window area and,
-among equal areas, the one whose first raster pixel comes last. Each map below is scored at all 256
+The sweep takes the top-level component of largest 2x2-window area (holes filled) and, among equal
+areas, the one whose first raster pixel comes last; it asks OpenCV only at levels where a component with
+holes could be the largest (or reruns on the hole-filled map when there are many). Each map below is scored at all 256
 levels against GT boxes that are exactly the boxes of the competing contours, so a different choice
 between tied contours changes the IoU.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from wsol_lightning.metrics import functional as F
+from wsol_lightning.metrics._sweep import best_iou_per_level_sweep
 
 
 def opencv_v1(u: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -108,3 +111,26 @@ def test_random_adversarial_maps(seed: int) -> None:
         else:
             u = (rng.random((height, width)) * rng.choice([2, 4, 256])).astype(np.uint8)
         assert_v1_matches_opencv(u)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_both_v1_kernels_agree_with_opencv_where_they_answer(seed: int) -> None:
+    # "largest" leaves NaN where a component with holes could be the largest; "largest_filled" (the sweep on
+    # the hole-filled map) always answers. Rings with blobs inside make both paths work.
+    rng = np.random.default_rng(10 + seed)
+    for _ in range(8):
+        height, width = (int(v) for v in rng.integers(8, 24, size=2))
+        u = (rng.random((height, width)) * 256).astype(np.uint8)
+        for _ in range(2):
+            cy, cx, r = int(rng.integers(height)), int(rng.integers(width)), int(rng.integers(2, 7))
+            cv2.circle(u, (cx, cy), r, int(rng.integers(150, 256)), 1)
+            cv2.circle(u, (cx, cy), r // 3, int(rng.integers(0, 256)), -1)
+        gt = np.array([[int(rng.integers(width // 2)), int(rng.integers(height // 2)), width - 2, height - 1]])
+        expected = opencv_v1(u, gt)
+        offsets = np.array([0, 1])
+        certain = best_iou_per_level_sweep(u[None], gt, offsets, "largest", None, 1)[0]
+        known = ~np.isnan(certain)
+        np.testing.assert_array_equal(certain[known], expected[known])
+        filled = best_iou_per_level_sweep(u[None], gt, offsets, "largest_filled", None, 1)[0]
+        np.testing.assert_array_equal(filled, expected)
+        np.testing.assert_array_equal(F.best_iou_per_level(u[None], [gt], multi_contour=False)[0], expected)
