@@ -44,6 +44,7 @@ from wsol_lightning.checkpoints import (
     stored_prediction_settings,
     stored_values,
 )
+from wsol_lightning.cli_help import top_level_help, wants_top_level_help
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.export import resolve_method_class
 from wsol_lightning.methods import WSOLModule
@@ -111,9 +112,13 @@ class WSOLCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``wsol predict --ckpt_path CK`` without ``--model``/``--data``: fill them in from the checkpoint."""
+        from_command_line = args is None
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, (list, tuple)):
             args = self._args = predict_defaults([str(a) for a in argv])
+        if from_command_line:  # the (completed) command line: not "args and sys.argv both given" as Lightning warns
+            self.config = parser.parse_args(args)
+            return
         super().parse_arguments(parser, args)
 
     # ------------------------------------------------------------------ run directory and --ckpt_path
@@ -276,8 +281,17 @@ def predict_defaults(argv: list[str]) -> list[str]:
 
 
 def main(args: Any = None) -> None:
-    """Entry point of the ``wsol`` console script (``wsol convert ...``: :mod:`wsol_lightning.convert`)."""
+    """Entry point of the ``wsol`` console script.
+
+    ``wsol`` / ``wsol --help``: :mod:`wsol_lightning.cli_help`; ``wsol convert ...``: :mod:`wsol_lightning.convert`;
+    ``wsol eval ...``: :mod:`wsol_lightning.evaluate_maps`; the rest: :class:`WSOLCLI`.
+    """
     argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, (list, tuple)) and wants_top_level_help(list(argv)):  # what wsol does, every subcommand
+        print(top_level_help())
+        if not argv:
+            raise SystemExit(2)
+        return
     if isinstance(argv, (list, tuple)) and argv and argv[0] == "convert":
         from wsol_lightning.convert import convert_main
 
