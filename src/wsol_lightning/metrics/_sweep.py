@@ -181,9 +181,11 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                     n_active = remove_active(active, pos, n_active, gone)  # never the frame (largest set)
             parent[p] = root
             size[root] += 1
-            area[root] += area2[m]
-            euler[root] += euler4[m]
-            first[root] = min(first[root], p)
+            if not holes:  # the hole sweep needs boxes only; the tree sweep needs the Euler number only
+                euler[root] += euler4[m]
+                if largest:
+                    area[root] += area2[m]
+                    first[root] = min(first[root], p)
             box[root, 0] = min(box[root, 0], px)
             box[root, 1] = min(box[root, 1], py)
             box[root, 2] = max(box[root, 2], px)
