@@ -80,7 +80,7 @@ def box_best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     return best
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _score(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.ndarray, height: int, width: int,
            gt: np.ndarray) -> float:
     """Cached best IoU of root ``r``'s wsolevaluation box (padded box; ``grow`` 1 for a hole)."""
@@ -93,7 +93,7 @@ def _score(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.ndar
     return score[r]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
              box: np.ndarray) -> int:
     """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.

@@ -146,7 +146,7 @@ def prepare(u: np.ndarray, order: np.ndarray, ox: np.ndarray, oy: np.ndarray, st
                                    | int(up[x - 1] <= v) << 7)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def find(parent: np.ndarray, x: int) -> int:
     """Root of ``x``'s set, compressing the path."""
     root = x
@@ -159,7 +159,7 @@ def find(parent: np.ndarray, x: int) -> int:
     return root
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def link(parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
          euler: np.ndarray, ra: int, rb: int) -> tuple[int, int]:
     """Merge the sets of roots ``ra != rb`` (union by size); return (new root, absorbed root)."""
@@ -177,7 +177,7 @@ def link(parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray
     return ra, rb
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def remove_active(active: np.ndarray, pos: np.ndarray, n_active: int, r: int) -> int:
     """Drop root ``r`` from the active list (swap with the last); return the new length."""
     i = pos[r]
