@@ -127,6 +127,8 @@ class MapVisualizer(Callback):
         evaluator = getattr(pl_module, "evaluator", None)
         if not self.log_curves or evaluator is None or not due:
             return
+        if hasattr(evaluator, "flush"):
+            evaluator.flush()  # background metric updates (async_metrics) land before the curves are read
         if getattr(evaluator.box, "_update_count", 0):
             self._curves["box"] = render.as_numpy_curves(evaluator.box.curves())
         if getattr(evaluator.pixel, "_update_count", 0):
