@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
+from wsol_lightning.methods.pretrained import PretrainedMixin
 from wsol_lightning.methods.sanity import print_sanity_warnings
 from wsol_lightning.methods.thresholds import seed_threshold_after_test, thresholds_before_test
 from wsol_lightning.metrics import SeedMIoU
@@ -42,7 +43,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
-class WSOLModule(L.LightningModule):
+class WSOLModule(PretrainedMixin, L.LightningModule):
     """Shared training, evaluation, prediction and optimisation for WSOL methods.
 
     Args:
@@ -281,7 +282,10 @@ class WSOLModule(L.LightningModule):
         checkpoint[PREDICTION_KEY] = prediction_settings(self, getattr(trainer, "datamodule", None))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
+        """A fixed ``operating_threshold`` argument wins over the stored one; stored settings -> ``wsol_settings``."""
+        from wsol_lightning.checkpoints import stored_prediction_settings
+
+        self.wsol_settings = stored_prediction_settings(checkpoint)  # class names, image size, ... (save_pretrained)
         fixed = self.hparams.get("operating_threshold")
         state = checkpoint.get("state_dict")
         if fixed is not None and isinstance(state, dict) and "operating_threshold" in state:
