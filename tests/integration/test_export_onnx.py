@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsol_lightning import cli
+from wsol_lightning import cli, methods
 from wsol_lightning.export_cli import SIDECAR, export_folder
 from wsol_lightning.export_graph import ExportError, export_onnx, onnx_outputs
-from wsol_lightning.methods import BAS, BCAM, CAM, ORNet
+from wsol_lightning.methods import BAS, BCAM, CAM, ORNet, WSOLModule
 
 pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime, onnxscript) is not installed")
 
@@ -72,6 +72,12 @@ METHODS = {
 #: Both torch.onnx exporters are covered: torch.export (``dynamo``, the default; the only one for BCAM's traced
 #: gradient map) and ``legacy`` (``dynamo=False``: the same graph, several times faster to export).
 EXPORTERS = {"CAM": "dynamo", "BAS": "legacy", "BCAM": "dynamo", "ORNet": "legacy", "ORNet-coarse": "legacy"}
+#: every other method of wsol_lightning.methods with its defaults, legacy exporter (enrolled without an edit)
+for _name in methods.__all__:
+    _cls = getattr(methods, _name)
+    if _name not in METHODS and _name != "WSOLModule" and isinstance(_cls, type) and issubclass(_cls, WSOLModule):
+        METHODS[_name] = lambda cls=_cls: cls(backbone="resnet10t", num_classes=3)
+        EXPORTERS[_name] = "legacy"
 
 
 @pytest.mark.parametrize("name", list(METHODS))

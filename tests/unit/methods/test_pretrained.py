@@ -10,6 +10,7 @@ import huggingface_hub
 import pytest
 import torch
 
+from wsol_lightning import methods
 from wsol_lightning.methods import BAS, BCAM, CAM, ORNet, WSOLModule
 from wsol_lightning.methods.pretrained import PretrainedError
 
@@ -23,6 +24,10 @@ METHODS = {
                            evaluator_from="evaluator.ckpt", evaluator_backbone="resnet10t",
                            decoder_channels=(8, 16, 32), decoder_up_channels=(16, 8)),
 }
+#: every other method of wsol_lightning.methods with its defaults (a new method is enrolled without an edit)
+METHODS.update({name: (lambda cls=cls: cls(backbone="resnet10t", num_classes=3)) for name, cls in (
+    (n, getattr(methods, n)) for n in methods.__all__) if name not in METHODS and name != "WSOLModule"
+    and isinstance(cls, type) and issubclass(cls, WSOLModule)})
 
 
 def trained_like(name: str) -> Any:
