@@ -1,9 +1,11 @@
-"""WSOL methods as LightningModules: CAM, BAS, B-CAM and ORNet."""
+"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines ACoL and SPG."""
 
+from wsol_lightning.methods.acol import ACoL
 from wsol_lightning.methods.bas import BAS
 from wsol_lightning.methods.base import NonFiniteLossError, WSOLModule
 from wsol_lightning.methods.bcam import BCAM
 from wsol_lightning.methods.cam import CAM
 from wsol_lightning.methods.ornet import ORNet
+from wsol_lightning.methods.spg import SPG
 
-__all__ = ["BAS", "BCAM", "CAM", "NonFiniteLossError", "ORNet", "WSOLModule"]
+__all__ = ["ACoL", "BAS", "BCAM", "CAM", "NonFiniteLossError", "ORNet", "SPG", "WSOLModule"]
