@@ -33,7 +33,8 @@ def class_attention(maps: Tensor, labels: Tensor, size: int) -> Tensor:
 
     """
     rows = torch.arange(labels.shape[0], device=labels.device)
-    return minmax_per_map(upsample(maps.detach(), size)[rows, labels])
+    selected = maps.detach()[rows, labels].unsqueeze(1)  # bilinear works per channel: pick first, then resize
+    return minmax_per_map(upsample(selected, size)[:, 0])
 
 
 def fused_attention(logits_b1: Tensor, logits_b2: Tensor, size: int) -> Tensor:
