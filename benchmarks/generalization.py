@@ -50,12 +50,43 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The Pets photos in the workplace's shared/ folder beside the clone ($WSOL_SHARED_DIR overrides it).
 PETS_DIR = Path(os.environ.get("WSOL_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared") / "data" / (
     "oxford_pets_3class")
-METHODS = {
-    "cam": ["cam_synthetic"],
-    "bas": ["bas_synthetic"],
-    "bcam": ["bcam_synthetic"],
-    "ornet": ["ornet_synthetic_evaluator", "ornet_synthetic_coarse", "ornet_synthetic_refine"],
-}
+
+
+def discover_methods(config_dir: Path = ROOT / "configs") -> dict[str, list[str]]:
+    """Every method with a CPU recipe: ``{method: [config names in phase order]}`` from ``<method>_synthetic*.yaml``.
+
+    A new method is enrolled by adding its ``configs/<method>_synthetic.yaml``; a method with phases has one
+    ``<method>_synthetic_<phase>.yaml`` per phase, ordered by the checkpoint each initialises from: a phase
+    whose ``model.init_args.init_from`` names ``<other phase>.ckpt`` runs after that phase (ORNet: evaluator
+    -> coarse -> refine). CAM (the baseline) comes first, then the methods alphabetically.
+    """
+    phases: dict[str, list[str]] = {}
+    for path in sorted(config_dir.glob("*_synthetic*.yaml")):
+        phases.setdefault(path.stem.split("_synthetic", 1)[0], []).append(path.stem)
+    order = sorted(phases, key=lambda m: (m != "cam", m))
+    return {m: _phase_order(phases[m], config_dir) for m in order}
+
+
+def _phase_order(names: list[str], config_dir: Path) -> list[str]:
+    """Sort one method's phase configs so that each runs after the phase whose checkpoint it starts from."""
+    if len(names) == 1:
+        return names
+    suffix = {n: n.split("_synthetic_", 1)[-1] for n in names}
+    after: dict[str, set[str]] = {}
+    for name in names:
+        init = (yaml.safe_load((config_dir / f"{name}.yaml").read_text())["model"].get("init_args") or {}).get(
+            "init_from") or ""
+        after[name] = {o for o in names if o != name and str(init).endswith(f"{suffix[o]}.ckpt")}
+    ordered: list[str] = []
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in ordered and after[n] <= set(ordered)]
+        if not ready:
+            raise ValueError(f"phases {names}: init_from checkpoints form a cycle")
+        ordered.append(ready[0])
+    return ordered
+
+
+METHODS = discover_methods()
 DATASETS: dict[str, dict[str, Any]] = {
     "synthetic": {"class_path": "wsol_lightning.data.SyntheticDataModule", "init_args": {"num_classes": 4}},
     "pets": {"class_path": "wsol_lightning.data.OxfordPetsDataModule", "init_args": {}},

@@ -1,58 +1,78 @@
-"""Shared check of one wsolevaluation parity cell (ACoL, SPG): fixtures of ``tools/parity/acol_spg.py``.
+"""Shared check of a wsolevaluation-baseline parity cell (fixtures by ``tools/parity/wsoleval_methods.py``).
 
-The cell rebuilds the official-format state dict from the stored key/shape list and seed, converts it with
-the method's ``convert_official_state_dict``, loads it into the library module (float64) and requires the
-official numbers at ``RTOL``: each loss term and the total, the gradient norm of every
-official top-level module and a few gradient slices, the eval logits and the raw test CAMs (for the labels
-and for other classes).
+A cell rebuilds the reference's seeded state dict from the stored key/shape list and seed, converts it with the
+method's ``official.convert_official_state_dict``, replays the stored draws through the method's ``losses`` and
+requires in float64 (relative 1e-10) the loss, every parameter's gradient norm, gradient slices, the eval
+logits and the raw test CAMs (the reference averages ``w_c * F`` over channels, the library sums: maps are
+compared divided by the channel count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from wsol_lightning.methods import WSOLModule
-from wsol_lightning.methods.wsoleval_official import wsoleval_key_map
-from wsol_lightning.testing import assert_matches, seeded_inputs, seeded_state_dict
+from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.cam.wsoleval_official import wsoleval_cam_key_map
+from wsol_lightning.testing import assert_matches, load_fixture, seeded_inputs, seeded_state_dict
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 RTOL = 1e-10
 
 
-def check_cell(fx: dict[str, Any], module: WSOLModule, convert: Callable[..., dict[str, torch.Tensor]],
-               heads: Mapping[str, str], aliases: Any = ()) -> None:
-    """Load the fixture's official weights into ``module`` and compare every stored number."""
-    name = f"{fx['method']}/{fx['backbone']}"
-    official = seeded_state_dict(fx["key_shapes"], fx["weight_seed"])
-    module.double()  # before converting: the converter casts to the module's dtype
-    module.load_state_dict(convert(official, module), strict=True)
+def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]], WSOLModule],
+               step: Callable[[WSOLModule, torch.Tensor, torch.Tensor, dict[str, Any]], dict[str, torch.Tensor]],
+               convert: Callable[..., dict[str, torch.Tensor]],
+               key_map: Callable[..., dict[str, str]] = wsoleval_cam_key_map,
+               cams: Callable[[WSOLModule, dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None) -> None:
+    """Compare one cell; raises AssertionError naming the first quantity that differs.
+
+    Args:
+        method: fixture folder (``has``, ``cutmix``, ``adl``).
+        architecture: ``resnet50`` or ``vgg16``.
+        build: fixture -> the library module (float64).
+        step: (module, images, labels, fixture) -> the loss terms, with the fixture's draws.
+        convert: the method's ``convert_official_state_dict``.
+        key_map: (official state dict, module state dict) -> {official key: module key}, for the gradients.
+        cams: (module, eval outputs, labels) -> maps in the reference's scale (default: the CAM divided by
+            the channel count).
+
+    """
+    fixture = load_fixture(FIXTURES / method / f"{architecture}.pt")
+    cell = fixture["cell"]
+    module = build(fixture).double()
+    official = seeded_state_dict(fixture["key_shapes"], fixture["weight_seed"])
+    converted = {k: v.clone() for k, v in convert(official, module).items()}
+    module.load_state_dict(converted, strict=True)
+    size = fixture["image_size"]
+    images = seeded_inputs((fixture["batch"], 3, size, size), fixture["input_seed"])
+    labels = fixture["label"]
     module.train()
-    images = seeded_inputs(fx["input_shape"], fx["input_seed"])
-    batch = {"image": images, "label": fx["labels"]}
-    losses = module.training_losses(batch)  # one train forward, as the official run (BN running statistics)
-    for term, value in fx["terms"].items():
-        assert_matches(losses[term], value, RTOL, f"{name} {term}")
-    assert_matches(losses["loss"], fx["loss"], RTOL, f"{name} loss")
-    losses["loss"].backward()
+    terms = step(module, images, labels, fixture)
+    assert_matches(terms["loss"], fixture["loss"], RTOL, f"{cell} loss")
+    terms["loss"].backward()
+    names = key_map(official, module.state_dict())
     params = dict(module.named_parameters())
-    keys = wsoleval_key_map(module, [k for k, _ in fx["key_shapes"]], heads, aliases)
-    norms: dict[str, float] = {}
-    for official_key, library_key in keys.items():
-        grad = params[library_key].grad if library_key in params else None
-        if grad is not None:
-            group = official_key.split(".")[0]
-            norms[group] = norms.get(group, 0.0) + float(grad.pow(2).sum())
-    assert set(norms) == set(fx["grad_norms"]), f"{name}: gradient groups {sorted(norms)}"
-    for group, value in fx["grad_norms"].items():
-        assert_matches(norms[group] ** 0.5, value, RTOL, f"{name} grad norm {group}")
-    for official_key, values in fx["grad_slices"].items():
-        grad = params[keys[official_key]].grad.flatten()[: values.numel()]
-        assert_matches(grad, values, RTOL, f"{name} grad slice {official_key}")
+    grads = {name: params[names[name]].grad for name in fixture["grad_names"]}
+    assert all(g is not None for g in grads.values()), f"{cell}: parameters without gradient"
+    with_grad = sum(p.grad is not None for p in params.values())
+    assert with_grad == len(fixture["grad_names"]), f"{cell}: {with_grad} parameters with gradient, official " \
+                                                    f"{len(fixture['grad_names'])}"
+    norms = torch.stack([grads[name].norm() for name in fixture["grad_names"]])
+    assert_matches(norms, fixture["grad_norms"], RTOL, f"{cell} gradient norms")
+    assert fixture["grad_slices"], f"{cell}: no gradient slice stored"
+    for name, value in fixture["grad_slices"].items():
+        assert_matches(grads[name].flatten()[: value.numel()], value, RTOL, f"{cell} gradient of {name}")
+    module.load_state_dict(converted, strict=True)  # fresh running statistics, as the reference's test forward
     module.eval()
     with torch.no_grad():
         outputs = module(images)
-        assert_matches(outputs["logits"], fx["eval_logits"], RTOL, f"{name} eval logits")
-        for classes, cams in ((fx["labels"], fx["cams"]), (fx["other_classes"], fx["cams_other"])):
-            assert_matches(module.localization_maps(outputs, classes), cams, RTOL, f"{name} test CAMs {classes}")
+        assert_matches(outputs["logits"], fixture["eval_logits"], RTOL, f"{cell} eval logits")
+        if cams is None:
+            maps = module.localization_maps(outputs, labels) / outputs["features"].shape[1]
+        else:
+            maps = cams(module, outputs, labels)
+        assert_matches(maps, fixture["cams"], RTOL, f"{cell} test CAMs")

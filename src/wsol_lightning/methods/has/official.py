@@ -1,0 +1,19 @@
+"""Converter from clovaai/wsolevaluation's HaS checkpoints (``architecture_type='cam'``) to :class:`HaS`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from wsol_lightning.methods.cam.wsoleval_official import convert_wsoleval_cam
+
+
+def convert_official_state_dict(official: Mapping[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
+    """Rename a wsolevaluation HaS state dict (``ResNetCam`` / ``VggCam`` keys) onto ``module.state_dict()``.
+
+    Raises:
+        OfficialCheckpointError: a key has no place, a module key is not filled, or a shape differs.
+
+    """
+    return convert_wsoleval_cam(official, module.state_dict(), source="wsolevaluation HaS checkpoint")

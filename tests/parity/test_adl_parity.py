@@ -1,0 +1,31 @@
+"""Golden parity of ADL with clovaai/wsolevaluation (ResNet50 and VGG16; see ``wsoleval_cells.py``).
+
+The reference's ``torch.rand`` draw of each ADL layer is stored (one per layer, forward order; both the
+importance-map and the drop-mask branch occur) and replayed through :meth:`ADL.losses`. The converter maps the
+reference's ADL-shifted block / conv indices onto the library's trunk.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.parity.wsoleval_cells import check_cell
+from wsol_lightning.methods import ADL
+from wsol_lightning.methods.adl.official import convert_official_state_dict
+
+BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16"}
+
+
+def build(fixture: dict) -> ADL:
+    return ADL(backbone=BACKBONES[fixture["architecture"]], num_classes=fixture["num_classes"],
+               adl_drop_rate=fixture["drop_rate"], adl_threshold=fixture["threshold"])
+
+
+def step(module: ADL, images: torch.Tensor, labels: torch.Tensor, fixture: dict) -> dict[str, torch.Tensor]:
+    return module.losses(images, labels, fixture["uniforms"])
+
+
+@pytest.mark.parametrize("architecture", list(BACKBONES))
+def test_adl_matches_wsolevaluation(architecture: str) -> None:
+    check_cell("adl", architecture, build, step, convert_official_state_dict)
