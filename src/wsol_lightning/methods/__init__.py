@@ -1,5 +1,4 @@
-"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines HaS, ACoL, SPG, ADL,
-CutMix."""
+"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines (HaS ... CutMix)."""
 
 from wsol_lightning.methods.acol import ACoL
 from wsol_lightning.methods.adl import ADL
