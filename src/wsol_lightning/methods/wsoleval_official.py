@@ -1,52 +1,44 @@
-"""Converting wsolevaluation checkpoints (``main.py``'s ``{"state_dict": model.state_dict(), ...}``).
+"""Converting wsolevaluation checkpoints of the methods with their own heads (ACoL, SPG).
 
-The reference's trunks keep torchvision's names (``conv1``, ``layer3.2.conv1``, ``features.17``,
-``Mixed_6e.branch1x1.conv``), which are timm's names too; a method renames a few trunk blocks (SPG's
-``SPG_A1`` = ``layer3.0``) and adds its own heads. :func:`convert_wsoleval_state_dict` maps trunk keys
-through those names and head keys through a prefix table, with the strict checks of
+``main.py`` saves ``{"state_dict": model.state_dict(), ...}``. The trunks keep torchvision's names, which
+:func:`~wsol_lightning.methods.cam.wsoleval_official.wsoleval_cam_key_map` maps for ResNet50 and VGG16
+(InceptionV3's ``Conv2d_*`` / ``Mixed_*`` names are timm's own and are matched by name). A method renames a
+few trunk blocks (SPG's ``SPG_A1`` = ``layer3.0``: the ``aliases``) and adds its own heads (the ``heads``
+prefix table); :func:`convert_wsoleval_state_dict` applies the strict checks of
 :func:`~wsol_lightning.methods.official.remap_strict`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
 from wsol_lightning.methods.bcam.official import _official_trunk_name
+from wsol_lightning.methods.cam.wsoleval_official import wsoleval_cam_key_map
 from wsol_lightning.methods.official import fill_batches_tracked, remap_strict, strip_prefixes
 
 #: ``(pattern, replacement)`` pairs rewriting an official trunk key to its torchvision name.
 Aliases = Sequence[tuple[str, str | Callable[[re.Match[str]], str]]]
 
 
-def unwrap_checkpoint(official: Mapping[str, Any], source: str) -> dict[str, Tensor]:
-    """The tensors of ``official`` or of its ``state_dict`` entry, ``module.`` prefixes removed."""
-    inner = official.get("state_dict", official)
-    if not isinstance(inner, Mapping):
-        raise TypeError(f"{source}: 'state_dict' is a {type(inner).__name__}, not a mapping")
-    return strip_prefixes({k: v for k, v in inner.items() if isinstance(v, Tensor)})
-
-
-def wsoleval_key_map(module: nn.Module, official_keys: Sequence[str], heads: Mapping[str, str],
+def wsoleval_key_map(official_keys: Iterable[str], library_keys: Iterable[str], heads: Mapping[str, str],
                      aliases: Aliases = ()) -> dict[str, str]:
-    """Map each official key to a library key of ``module`` (a ``<no library key ...>`` marker if none).
+    """Map each official key to the library key it fills (an unknown key is mapped to itself).
 
     Args:
-        module: the LightningModule (its network under ``net``, the trunk under ``net.trunk``).
-        official_keys: keys of the official state dict.
+        official_keys: keys of the official state dict (``module.`` stripped).
+        library_keys: the library module's ``state_dict()`` keys (network under ``net.``).
         heads: official module prefix (``classifier_A.0``) -> library prefix (``net.classifier_a.0``).
         aliases: rewrites of official trunk names to torchvision names, applied in order.
 
     """
-    trunk = {}
-    for key in module.state_dict():
-        name = _official_trunk_name(key)
-        if name is not None:
-            trunk[name] = key
-    mapping = {}
+    library_keys = list(library_keys)
+    by_name = {name: key for key in library_keys if (name := _official_trunk_name(key)) is not None}
+    mapping: dict[str, str] = {}
+    trunk: dict[str, str] = {}  # official key -> torchvision name
     for key in official_keys:
         prefix, _, leaf = key.rpartition(".")
         if prefix in heads:
@@ -55,7 +47,11 @@ def wsoleval_key_map(module: nn.Module, official_keys: Sequence[str], heads: Map
         name = key
         for pattern, replacement in aliases:
             name = re.sub(pattern, replacement, name)
-        mapping[key] = trunk.get(name, f"<no library key for {key}>")
+        trunk[key] = name
+    names = wsoleval_cam_key_map(trunk.values(), library_keys)
+    for key, name in trunk.items():
+        mapped = names[name]
+        mapping[key] = by_name.get(name, key) if mapped == name else mapped
     return mapping
 
 
@@ -70,9 +66,12 @@ def convert_wsoleval_state_dict(official: Mapping[str, Any], module: nn.Module, 
         OfficialCheckpointError: unknown or missing keys or shape mismatches, each named.
 
     """
-    state = unwrap_checkpoint(official, source)
-    mapping = wsoleval_key_map(module, list(state), heads, aliases)
+    inner = official.get("state_dict", official)
+    if not isinstance(inner, Mapping):
+        raise TypeError(f"{source}: 'state_dict' is a {type(inner).__name__}, not a mapping")
+    state = strip_prefixes({k: v for k, v in inner.items() if isinstance(v, Tensor)})
     target = module.state_dict()
+    mapping = wsoleval_key_map(state, target, heads, aliases)
 
     def own(key: str) -> Tensor | None:
         if key.endswith("num_batches_tracked"):
