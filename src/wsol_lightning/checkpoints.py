@@ -38,6 +38,7 @@ import torch
 #: Settings that only change how a trained model is evaluated: an explicit value always wins.
 EVALUATION_ARGS = frozenset({
     "operating_threshold", "cam_curve_interval", "iou_thresholds", "multi_contour", "map_interpolation",
+    "async_metrics", "async_max_pending",
 })
 #: Settings of the optimizer and schedule (``WSOLModule.configure_optimizers``).
 TRAINING_ARGS = frozenset({

@@ -44,6 +44,7 @@ from wsol_lightning.checkpoints import (
     stored_prediction_settings,
     stored_values,
 )
+from wsol_lightning.cli_help import top_level_help, wants_top_level_help
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.export import resolve_method_class
 from wsol_lightning.methods import WSOLModule
@@ -111,9 +112,13 @@ class WSOLCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``wsol predict --ckpt_path CK`` without ``--model``/``--data``: fill them in from the checkpoint."""
+        from_command_line = args is None
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, (list, tuple)):
             args = self._args = predict_defaults([str(a) for a in argv])
+        if from_command_line:  # the (completed) command line: not "args and sys.argv both given" as Lightning warns
+            self.config = parser.parse_args(args)
+            return
         super().parse_arguments(parser, args)
 
     # ------------------------------------------------------------------ run directory and --ckpt_path
@@ -241,15 +246,42 @@ def _given(argv: list[str], *names: str) -> str | None:
     return None
 
 
+def _pretrained_as_checkpoint(argv: list[str], folder: str) -> list[str]:
+    """``argv`` with ``--ckpt_path FOLDER`` replaced by a temporary checkpoint of it (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from wsol_lightning.methods.pretrained import checkpoint_from_pretrained
+
+    directory = tempfile.mkdtemp(prefix="wsol_pretrained_")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = str(checkpoint_from_pretrained(folder, directory))
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            out += [arg, path]
+            skip = i + 1 < len(argv)
+        else:
+            out.append(f"--ckpt_path={path}" if arg.startswith("--ckpt_path=") else arg)
+    return out
+
+
 def predict_defaults(argv: list[str]) -> list[str]:
     """Complete ``predict --ckpt_path CK`` from the checkpoint when no config, ``--model`` or ``--data`` is given.
 
     The model class comes from the checkpoint; the data defaults to
     :class:`~wsol_lightning.data.folder.ImageFolderDataModule` with the checkpoint's ``image_size``,
     ``mean``/``std`` and ``class_names`` (:func:`~wsol_lightning.checkpoints.stored_prediction_settings`).
-    Values given on the command line win (they come after the inserted ones). Other argument lists are
-    returned unchanged.
+    Values given on the command line win (they come after the inserted ones). ``--ckpt_path FOLDER`` (a
+    ``save_pretrained`` / ``wsol export --format safetensors`` folder) is first replaced by a temporary checkpoint of
+    it. Other argument lists are returned unchanged.
     """
+    folder = _given(argv, "--ckpt_path") if argv and argv[0] == "predict" else None
+    if folder and Path(folder).is_dir():  # a save_pretrained / `wsol export` folder: its checkpoint form
+        argv = _pretrained_as_checkpoint(argv, folder)
     if not argv or argv[0] != "predict" or _given(argv, "-c", "--config") is not None:
         return argv
     ckpt_path = _given(argv, "--ckpt_path")
@@ -276,12 +308,26 @@ def predict_defaults(argv: list[str]) -> list[str]:
 
 
 def main(args: Any = None) -> None:
-    """Entry point of the ``wsol`` console script (``wsol convert ...``: :mod:`wsol_lightning.convert`)."""
+    """Entry point of the ``wsol`` console script.
+
+    ``wsol`` / ``wsol --help``: :mod:`wsol_lightning.cli_help`; ``wsol convert ...``: :mod:`wsol_lightning.convert`;
+    ``wsol eval ...``: :mod:`wsol_lightning.evaluate_maps`; the rest: :class:`WSOLCLI`.
+    """
     argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, (list, tuple)) and wants_top_level_help(list(argv)):  # what wsol does, every subcommand
+        print(top_level_help())
+        if not argv:
+            raise SystemExit(2)
+        return
     if isinstance(argv, (list, tuple)) and argv and argv[0] == "convert":
         from wsol_lightning.convert import convert_main
 
         convert_main(argv[1:], WSOLCLI)
+        return
+    if isinstance(argv, (list, tuple)) and argv and argv[0] == "export":  # ONNX / TorchScript / Hub folder
+        from wsol_lightning.export_cli import main as export_main
+
+        export_main(list(argv[1:]))
         return
     if isinstance(argv, (list, tuple)) and argv and argv[0] == "eval":  # score maps you supply: wsol eval -h
         from wsol_lightning.evaluate_maps import main as evaluate_maps

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from wsol_lightning.atomic import atomic_open
 from wsol_lightning.checkpoints import CheckpointError, checkpoint_hparams, read_checkpoint
+from wsol_lightning.methods.pretrained import resolve_class
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -55,15 +55,7 @@ def resolve_method_class(class_path: str, source: str | Path) -> type:
     """
     from wsol_lightning.methods import WSOLModule  # also imports every built-in method
 
-    module_name, _, name = str(class_path).rpartition(".")
-    module = sys.modules.get(module_name)
-    cls = getattr(module, name, None) if module is not None else None
-    if module is None:
-        raise CheckpointError(f"{source}: names the class {class_path!r}, whose module is not imported; import "
-                              "the module that defines it first (a file never makes the library import code)")
-    if not (isinstance(cls, type) and issubclass(cls, WSOLModule)):
-        raise CheckpointError(f"{source}: {class_path!r} is not a wsol_lightning method (a WSOLModule subclass)")
-    return cls
+    return resolve_class(class_path, source, WSOLModule, CheckpointError)
 
 
 def _jsonable(value: Any) -> Any:
@@ -151,7 +143,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the whole method from an export folder (weights loaded, eval mode, threshold restored)."""
+    """Rebuild the whole method from an export folder (weights loaded, eval mode, threshold restored).
+
+    A ``save_pretrained`` / ``wsol export --format safetensors`` folder (format 2) is read by
+    :meth:`~wsol_lightning.methods.WSOLModule.from_pretrained`.
+    """
+    if json.loads((Path(path) / CONFIG).read_text()).get("format_version") == 2:
+        from wsol_lightning.methods import WSOLModule
+
+        return WSOLModule.from_pretrained(path, map_location=map_location)
     config = read_config(path)
     hparams = {k: v for k, v in config["hparams"].items() if not k.startswith("_")}
     hparams["pretrained"] = False  # the exported weights replace any pretrained ones

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 
 from tests.images import write_photo_folder
@@ -65,7 +66,9 @@ def test_predict_on_a_folder_writes_coco_with_masks_in_the_original_frame(traine
             x, y, w, h = ann["bbox"]
             assert 0 <= x and 0 <= y and x + w <= im["width"] and y + h <= im["height"]
             assert xs.min() <= x and x + w - 1 <= xs.max() and ys.min() <= y and y + h - 1 <= ys.max()
-        assert (out / "overlays" / f"{im['id']:08d}.png").is_file()
+        overlay = Image.open(out / im["overlay"])  # original frame, named after the source file
+        assert im["overlay"] == f"overlays/{Path(im['file_name']).stem}.png"
+        assert overlay.size == (im["width"], im["height"])
     dets = coco.loadRes(str(out / "results_bbox.json"))
     assert len(dets.anns) == len(coco.anns)
 

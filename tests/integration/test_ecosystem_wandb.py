@@ -95,6 +95,9 @@ def test_offline_wandb_run_holds_native_boxes_masks_tables_and_charts(
             "--trainer.callbacks.num_images", "4", "--trainer.callbacks.save_dir", str(tmp_path / "png"),
         ])  # fit, then the test split (test_after_fit)
         assert isinstance(cli.trainer.logger, WSOLWandbLogger)
+        split_ids = {stage: list(loader.dataset.index.image_ids) for stage, loader in
+                     (("val", cli.datamodule.val_dataloader()), ("test", cli.datamodule.test_dataloader()))}
+        class_names = list(cli.datamodule.class_names)
         cli.trainer.logger.experiment.finish()  # flushes the run file (wandb.run may be another run)
         wandb.finish()
     assert "W&B offline" in caplog.text and "wandb sync" in caplog.text
@@ -124,13 +127,19 @@ def test_offline_wandb_run_holds_native_boxes_masks_tables_and_charts(
         assert gt["box_data"] and gt["box_data"][0]["box_caption"].startswith("GT ")
         assert all("IoU" in b["box_caption"] and "iou" in b["scores"] for b in first["box_data"])
         captions = json.loads(history[f"{stage}/maps/captions"][-1])
-        # the per-image table: one row per image, IoU and hit consistent with the captions
+        # the per-image table: a row for EVERY image of the split (in dataset order), the picture on the 4 drawn
+        # ones; their IoU and hit consistent with the captions
         table = json.loads((run / "files" / json.loads(history[f"{stage}/results/path"][-1])).read_text())
         assert table["columns"] == ["image", "image_id", "class", "pred_class", "score", "iou", "hit", "threshold"]
-        assert len(table["data"]) == 4
-        for row, caption in zip(table["data"], captions):
-            assert row[1] in caption and f"IoU {row[5]:.2f}" in caption and row[6] == (row[5] >= 0.5)
-            assert row[2] in ("circle", "square", "triangle", "cross")  # class names, not indices
+        assert [row[1] for row in table["data"]] == split_ids[stage] and len(split_ids[stage]) > 4
+        shown = [row for row in table["data"] if row[0] is not None]
+        assert len(shown) == 4  # the drawn images (W&B writes the cell as "Image" in an offline table file)
+        for row, caption in zip(shown, captions):
+            assert row[1] in caption and f"IoU {row[5]:.2f}" in caption
+        for row in table["data"]:
+            assert row[6] == (row[5] >= 0.5) and 0.0 <= row[5] <= 1.0 and 0.0 < row[4] <= 1.0
+            assert row[2] in class_names and row[3] in class_names  # class names, not indices
+        assert len({row[7] for row in table["data"]}) == 1  # one operating threshold for the whole split
         # native charts: W&B custom charts (a vega spec over a logged table), not PNG images
         for chart in ("box_acc_curve", "pixel_pr_curve"):
             assert f"_wandb/visualize/{stage}/{chart}" in config_keys or any(

@@ -35,7 +35,8 @@ def test_budget_split_and_run_paths(bench):
 def test_phase_config_swaps_the_data_and_scales_the_warmup(bench, tmp_path: Path):
     import argparse
 
-    args = argparse.Namespace(image_size=48, seed=3, pets_dir=tmp_path / "pets", cache_dir=tmp_path / "cache")
+    args = argparse.Namespace(image_size=48, seed=3, pets_dir=tmp_path / "pets", cache_dir=tmp_path / "cache",
+                              batch_size=16, val_every=2, pets_val_per_class=20)
     config = bench.phase_config("bas_synthetic", "clutter_biased", 2, args, tmp_path / "run",
                                 [("model.init_args.beta", 2.0)])
     assert config["model"]["init_args"]["warmup_epochs"] == 1  # 3 of the recipe's 6 epochs -> 1 of 2
@@ -44,6 +45,11 @@ def test_phase_config_swaps_the_data_and_scales_the_warmup(bench, tmp_path: Path
     assert data["class_path"].endswith("ClutterSyntheticDataModule") and data["init_args"]["image_size"] == 48
     assert data["init_args"]["background_bias"] == 0.7 and data["init_args"]["unbiased_test"] is False
     assert config["seed_everything"] == 3 and config["trainer"]["default_root_dir"] == str(tmp_path / "run")
+    assert data["init_args"]["batch_size"] == 16 and config["trainer"]["check_val_every_n_epoch"] == 2
+    pets = bench.phase_config("cam_synthetic", "pets", 3, args, tmp_path / "run", [])
+    assert pets["data"]["init_args"]["val_per_class"] == 20 and pets["data"]["init_args"]["data_dir"] == str(
+        tmp_path / "pets")
+    assert pets["trainer"]["check_val_every_n_epoch"] == 1  # 2 does not divide 3: the last epoch must validate
 
 
 def test_tiny_run_prints_the_table_with_baselines(bench, tmp_path: Path, monkeypatch, capsys):
@@ -64,3 +70,20 @@ def test_tiny_run_prints_the_table_with_baselines(bench, tmp_path: Path, monkeyp
     assert named["PxAP chance"] == f"{metrics['pxap_chance']:.1f}"
     assert 0 < metrics["pxap_chance"] < 100 and named["MaxBoxAccV2"] == f"{metrics['maxboxacc_v2']:.1f}"
     assert "| synthetic | cam |" in capsys.readouterr().out
+
+
+def test_map_ceiling_full_resolution_mask_is_perfect_and_one_cell_is_chance(bench):
+    import torch
+    from map_ceiling import ceiling_scores  # benchmarks/ is on sys.path while `bench` is in use
+
+    # Two 16x16 images, each with an 8x8 object at a different place (boxes inclusive).
+    mask = torch.zeros(2, 16, 16, dtype=torch.uint8)
+    mask[0, 2:10, 4:12] = 1
+    mask[1, 8:16, 0:8] = 1
+    boxes = [torch.tensor([[4, 2, 11, 9]]), torch.tensor([[0, 8, 7, 15]])]
+    scores = ceiling_scores([{"mask": mask, "boxes": boxes}], sizes=[1, 16])
+    assert scores["16x16"]["pxap"] == pytest.approx(100.0)
+    assert scores["16x16"]["maxboxacc_v2"] == pytest.approx(100.0)
+    # A 1x1 map is constant: PxAP is the positive-pixel rate, 64 / 256.
+    assert scores["1x1"]["pxap"] == pytest.approx(25.0, abs=0.01)
+    assert set(scores) == {"1x1", "16x16", "centre_gaussian", "uniform_noise"}

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from PIL import Image
 
 from wsol_lightning import predict as P
 from wsol_lightning.atomic import atomic_write_text, atomic_write_with
 from wsol_lightning.callbacks import prediction_records as R
 from wsol_lightning.callbacks import render
-from wsol_lightning.metrics.functional import boxes_at_threshold
+from wsol_lightning.callbacks.overlay_writer import class_label, draw_prediction, predicted_dataset, write_png
 
 
 def read_ground_truth(path: str | Path) -> dict[str, Any]:
@@ -49,8 +48,13 @@ class COCOPredictionWriter(BasePredictionWriter):
       and ``info.complete`` (False when the run stopped early);
     * ``results_bbox.json`` / ``results_segm.json``: COCO *result* lists (``image_id``, ``category_id``,
       ``bbox`` or ``segmentation``, ``score``) for ``COCO.loadRes`` / COCOeval;
-    * ``maps/<id>.npy`` and ``overlays/<id>.png`` (model input frame) on request; a map is the original
-      frame capped at ``map_max_side`` pixels on its long side, stored as ``map_dtype``;
+    * on request, ``maps/<id>.npy``: the map in the original frame capped at ``map_max_side`` pixels on its long
+      side, stored as ``map_dtype``; ``overlays/<source>.png``: the prediction drawn on the original picture
+      (the map, its boxes labelled with the class name and score, GT boxes in green where the data has them),
+      named after the source file (``cats/tom.jpg`` -> ``overlays/cats/tom.png``, as
+      :class:`~wsol_lightning.callbacks.OverlayWriter` draws them); ``masks/<source>.png``: the binarised map
+      (0 / 255, original frame: the mask of the RLE ``segmentation``). Each image record names its files
+      (``map``, ``overlay``, ``mask_png``);
     * ``coco_eval.json``: COCOeval box and mask AP where ground truth exists (``ground_truth`` JSON, or
       boxes/masks of the predicted split's dataset).
 
@@ -68,7 +72,8 @@ class COCOPredictionWriter(BasePredictionWriter):
         threshold: operating threshold (``None``: the module's).
         max_boxes: keep the largest ``max_boxes`` boxes per image (``None``: all contours).
         save_maps: write ``maps/<id>.npy``.
-        save_overlays: write ``overlays/<id>.png``.
+        save_overlays: write ``overlays/<source>.png`` (original frame, labelled boxes).
+        save_masks: write ``masks/<source>.png`` (the binarised map, 0 / 255, original frame).
         map_max_side: longest side of a stored map (default 1024: a 6000x4000 photo stores 1024x683; ``None``:
             the full original frame). Boxes and masks are always computed at the full original size.
         map_dtype: ``"float16"`` (default, values in [0, 1]), ``"float32"`` or ``"uint8"`` (the metrics'
@@ -82,8 +87,8 @@ class COCOPredictionWriter(BasePredictionWriter):
 
     def __init__(self, output_dir: str = "predictions", threshold: float | None = None,
                  max_boxes: int | None = None, save_maps: bool = False, save_overlays: bool = False,
-                 map_max_side: int | None = 1024, map_dtype: str = "float16", evaluate: bool = True,
-                 ground_truth: str | None = None, category_ids: list[int] | None = None) -> None:
+                 save_masks: bool = False, map_max_side: int | None = 1024, map_dtype: str = "float16",
+                 evaluate: bool = True, ground_truth: str | None = None, category_ids: list[int] | None = None) -> None:
         super().__init__(write_interval="batch")
         P.stored_map(np.zeros((1, 1), dtype=np.float32), map_max_side, map_dtype)  # validates both options
         self.output_dir = Path(output_dir)
@@ -91,6 +96,7 @@ class COCOPredictionWriter(BasePredictionWriter):
         self.max_boxes = max_boxes
         self.save_maps = save_maps
         self.save_overlays = save_overlays
+        self.save_masks = save_masks
         self.map_max_side = map_max_side
         self.map_dtype = map_dtype
         self.evaluate = evaluate
@@ -127,7 +133,8 @@ class COCOPredictionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Open this rank's record file, create the folders, remove final files of an earlier run."""
         self.records, self.metrics, self._count, self._num_classes = R.Records(), {}, 0, 0
-        for sub, wanted in (("", True), ("maps", self.save_maps), ("overlays", self.save_overlays)):
+        for sub, wanted in (("", True), ("maps", self.save_maps), ("overlays", self.save_overlays),
+                            ("masks", self.save_masks)):
             if wanted:
                 (self.output_dir / sub).mkdir(parents=True, exist_ok=True)
         if trainer.is_global_zero:
@@ -171,7 +178,10 @@ class COCOPredictionWriter(BasePredictionWriter):
         orig = batch["orig_size"].cpu().tolist() if "orig_size" in batch else [size] * len(maps)
         names = batch.get("image_id") or [None] * len(maps)
         indices = batch["index"].cpu().tolist() if "index" in batch else None
-        images_rgb = render.denormalize(batch["image"]) if self.save_overlays else None
+        drawn = self.save_overlays or self.save_masks
+        images_rgb = render.denormalize(batch["image"]) if drawn else None
+        dataset = predicted_dataset(trainer) if drawn else None
+        class_names = list(getattr(trainer.datamodule, "class_names", None) or []) if drawn else []
         lines = []
         for b, scoremap in enumerate(maps):
             image_id = int(indices[b]) if indices is not None else self._count
@@ -190,12 +200,25 @@ class COCOPredictionWriter(BasePredictionWriter):
                 image["map"] = {"file": rel, "width": int(stored.shape[1]), "height": int(stored.shape[0]),
                                 "dtype": self.map_dtype}
             if images_rgb is not None:
-                pred = boxes_at_threshold(scoremap, threshold, keep_empty=False)
-                tile = Image.fromarray(render.overlay(images_rgb[b], scoremap, None, pred))
-                atomic_write_with(self.output_dir / "overlays" / f"{image_id:08d}.png",
-                                  lambda f, t=tile: t.save(f, format="PNG"))
+                position = int(indices[b]) if indices is not None else None
+                image.update(self._draw(dataset, position, image_id, names[b], images_rgb[b], full, threshold,
+                                        class_label(class_names, classes[b], score)))
             lines.append({"kind": "image", "image": image, "boxes": boxes, "mask": mask})
         return lines
+
+    def _draw(self, dataset: Any, position: int | None, image_id: int, source: str | None,
+              network_rgb: np.ndarray, full: np.ndarray, threshold: float, label: str) -> dict[str, str]:
+        """Write the overlay and/or mask PNG of one image (named after its source); return their paths."""
+        overlay, mask, stem = draw_prediction(dataset, position, source, network_rgb, full, threshold, label)
+        stem = stem or f"{image_id:08d}"
+        files = {}
+        if self.save_overlays:
+            files["overlay"] = f"overlays/{stem}.png"
+            write_png(self.output_dir / files["overlay"], overlay)
+        if self.save_masks:
+            files["mask_png"] = f"masks/{stem}.png"
+            write_png(self.output_dir / files["mask_png"], mask.astype(np.uint8) * 255)
+        return files
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Merge the ranks' records, write the JSON files atomically, evaluate where ground truth exists."""
@@ -244,7 +267,9 @@ class COCOPredictionWriter(BasePredictionWriter):
             side = self.map_max_side or "full"
             parts.append(f"maps in maps/ ({self.map_dtype}, long side <= {side})")
         if self.save_overlays:
-            parts.append("overlays in overlays/")
+            parts.append("overlays in overlays/ (named after the source files)")
+        if self.save_masks:
+            parts.append("mask PNGs in masks/")
         return ", ".join(parts) or None
 
     def _load_ground_truth(self, trainer: L.Trainer) -> dict | None:

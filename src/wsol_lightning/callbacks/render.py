@@ -11,7 +11,9 @@ module never changes the user's pyplot backend.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -20,6 +22,7 @@ import torchvision
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image as PILImage
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
@@ -191,6 +194,24 @@ def make_grid(tiles: Sequence[np.ndarray], ncols: int = 4, pad: int = 2, fill: i
     ncols = max(1, min(ncols, len(tiles)))
     grid = torchvision.utils.make_grid([to_chw(t) for t in tiles], nrow=ncols, padding=pad, pad_value=fill)
     return to_hwc(grid)
+
+
+def jpeg_thumbnail(image: np.ndarray | str | Path, max_width: int = 480, quality: int = 85) -> bytes:
+    """JPEG bytes of a picture downscaled to at most ``max_width`` pixels wide (notebooks stay small).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB, or the path of an image file.
+        max_width: width above which the picture is shrunk (aspect kept, Lanczos).
+        quality: JPEG quality.
+
+    """
+    picture = PILImage.open(image).convert("RGB") if isinstance(image, (str, Path)) else PILImage.fromarray(image)
+    if picture.width > max_width:
+        picture = picture.resize((max_width, max(1, round(picture.height * max_width / picture.width))),
+                                 PILImage.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def figure_to_array(fig: Figure) -> np.ndarray:

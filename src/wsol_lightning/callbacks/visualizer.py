@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
 from wsol_lightning.callbacks import render, wandb_media
+from wsol_lightning.callbacks.results import evaluate_split, table_rows
 from wsol_lightning.callbacks.tiles import Tile, tiles_from_batch
 
 
@@ -50,7 +52,8 @@ class MapVisualizer(Callback):
     * W&B (:class:`~lightning.pytorch.loggers.WandbLogger`) gets native media: ``{stage}/maps``, one
       ``wandb.Image`` per image with W&B ``boxes`` (GT and predicted, captioned with class and IoU) and
       ``masks`` (GT mask where the data has one, the map binarised at the threshold); ``{stage}/results``, a
-      ``wandb.Table`` (image, id, class, predicted class, score, IoU, hit at IoU 0.5, threshold); and
+      ``wandb.Table`` with a row for every image of the split (image for the drawn ones, id, class, predicted
+      class, score, IoU, hit at IoU 0.5, threshold; :mod:`~wsol_lightning.callbacks.results`); and
       interactive charts ``{stage}/box_acc_curve`` (box accuracy against the CAM threshold, IoU 30/50/70) and
       ``{stage}/pixel_pr_curve`` (where masks exist).
     * Other loggers (TensorBoard, or any with ``log_image``) get the overlay grid and the curve figures.
@@ -67,15 +70,21 @@ class MapVisualizer(Callback):
         log_curves: also render the curves.
         min_tile_size: small inputs are enlarged (nearest neighbour) to at least this side in the grid.
         log_test: also log the test split (after ``wsol test`` or the test after ``fit``).
+        table_rows: ``"all"``: the W&B results table has a row for every image of the split (one more pass of
+            the model over the split, at the operating threshold, after each rendered epoch: W&B runs only);
+            ``"shown"``: rows for the ``num_images`` drawn images only (no extra pass).
 
     """
 
     def __init__(self, num_images: int = 8, seed: int = 0, every_n_epochs: int = 1, ncols: int = 4,
                  alpha: float = 0.5, save_dir: str | None = None, log_curves: bool = True,
-                 min_tile_size: int = 128, log_test: bool = True) -> None:
+                 min_tile_size: int = 128, log_test: bool = True, table_rows: str = "all") -> None:
         super().__init__()
         if num_images < 1 or every_n_epochs < 1:
             raise ValueError("num_images and every_n_epochs must be >= 1")
+        if table_rows not in ("all", "shown"):
+            raise ValueError(f"MapVisualizer table_rows: {table_rows!r} is not 'all' or 'shown'")
+        self.table_rows = table_rows
         self.num_images = num_images
         self.seed = seed
         self.every_n_epochs = every_n_epochs
@@ -118,6 +127,8 @@ class MapVisualizer(Callback):
         evaluator = getattr(pl_module, "evaluator", None)
         if not self.log_curves or evaluator is None or not due:
             return
+        if hasattr(evaluator, "flush"):
+            evaluator.flush()  # background metric updates (async_metrics) land before the curves are read
         if getattr(evaluator.box, "_update_count", 0):
             self._curves["box"] = render.as_numpy_curves(evaluator.box.curves())
         if getattr(evaluator.pixel, "_update_count", 0):
@@ -151,18 +162,30 @@ class MapVisualizer(Callback):
         caption = f"{when}, threshold {threshold:.3f}"
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                self._log_wandb(logger, stage, tiles, trainer.global_step, f"{stage}, {when}")
+                rows = self._table_rows(trainer, pl_module, stage, threshold)
+                self._log_wandb(logger, stage, tiles, rows, trainer.global_step, f"{stage}, {when}")
             else:
                 for stem, image in figures.items():
                     log_image_to_logger(logger, f"{stage}/{stem}", image, trainer.global_step, caption)
 
-    def _log_wandb(self, logger: WandbLogger, stage: str, tiles: list[Tile], step: int, title: str) -> None:
+    def _table_rows(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
+                    threshold: float) -> Iterator[tuple[int, Tile]]:
+        """``(position, tile)`` of every image of the split for the results table (none with ``"shown"``)."""
+        loader = self._loader(trainer, stage)
+        if self.table_rows != "all" or getattr(loader, "dataset", None) is None:
+            return iter(())
+        return evaluate_split(pl_module, loader, threshold, self._class_names)
+
+    def _log_wandb(self, logger: WandbLogger, stage: str, tiles: list[Tile], rows: Iterator[tuple[int, Tile]],
+                   step: int, title: str) -> None:
         labels = dict(enumerate(self._class_names)) or {t.label: t.class_name for t in tiles}
         payload: dict[str, Any] = {}
         if tiles:
             images = [wandb_media.wandb_image(t, self.draw(t, boxes=False), labels) for t in tiles]
             payload[f"{stage}/maps"] = images
-            payload[f"{stage}/results"] = wandb_media.results_table(tiles, images)
+            positions = self._indices.get(stage, [])
+            shown = dict(zip(positions, zip(tiles, images))) if len(positions) == len(tiles) else {}
+            payload[f"{stage}/results"] = wandb_media.results_table(table_rows(rows, shown, wandb_media.result_row))
         if "box" in self._curves:
             payload[f"{stage}/box_acc_curve"] = wandb_media.box_accuracy_chart(self._curves["box"], title)
         if "pixel" in self._curves:

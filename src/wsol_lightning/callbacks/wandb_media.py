@@ -67,13 +67,21 @@ def wandb_image(tile: Tile, picture: np.ndarray, class_labels: Mapping[int, str]
                        caption=tile_caption(tile))
 
 
-def results_table(tiles: Sequence[Tile], images: Sequence[Any]) -> Any:
-    """``wandb.Table`` with one row per image: image, id, class, predicted class, score, IoU, hit, threshold."""
+def result_row(tile: Tile, image: Any = None) -> list[Any]:
+    """One results-table row (:data:`TABLE_COLUMNS`).
+
+    The picture (``None`` for images not shown), id, class, predicted class, score, IoU (``None`` without GT
+    boxes), hit at IoU 0.5, threshold.
+    """
+    iou = None if math.isnan(tile.iou) else tile.iou
+    return [image, tile.image_id, tile.class_name, tile.pred_name, tile.score, iou, tile.hit(), tile.threshold]
+
+
+def results_table(rows: Sequence[list[Any]]) -> Any:
+    """``wandb.Table`` of :func:`result_row` rows (one per image)."""
     import wandb
 
-    rows = [[image, t.image_id, t.class_name, t.pred_name, t.score, None if math.isnan(t.iou) else t.iou,
-             t.hit(), t.threshold] for t, image in zip(tiles, images)]
-    return wandb.Table(columns=TABLE_COLUMNS, data=rows)
+    return wandb.Table(columns=TABLE_COLUMNS, data=[list(r) for r in rows])
 
 
 def box_accuracy_chart(curves: Mapping[str, np.ndarray], title: str) -> Any:

@@ -34,29 +34,16 @@ import numpy as np
 
 from wsol_lightning.data.base import WSOLDataModule
 from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr
-from wsol_lightning.data.parsing import is_outside, parse_float, parse_int, read_json
-from wsol_lightning.data.pets import stratified_holdout
+from wsol_lightning.data.parsing import (  # noqa: F401  (decode_segmentations: re-exported, its old home)
+    decode_segmentations,
+    is_outside,
+    parse_float,
+    parse_int,
+    read_json,
+)
+from wsol_lightning.data.sampling import stratified_holdout
 
 log = logging.getLogger(__name__)
-
-
-def decode_segmentations(segs: list[Any], width: int, height: int) -> np.ndarray:
-    """Union of COCO segmentations (polygon lists or RLE dicts) as an ``(H, W)`` bool mask."""
-    from pycocotools import mask as mask_utils
-
-    out = np.zeros((height, width), dtype=bool)
-    for seg in segs:
-        if isinstance(seg, list):
-            polys = [p for p in seg if len(p) >= 6]
-            if not polys:
-                continue
-            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-        elif isinstance(seg.get("counts"), list):
-            rle = mask_utils.frPyObjects(seg, height, width)
-        else:
-            rle = seg
-        out |= mask_utils.decode(rle).astype(bool)
-    return out
 
 
 def _dim(image: dict, key: str, ann_path: Path) -> int:

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from wsol_lightning.data import transforms as T
 from wsol_lightning.data.index import DataError, DatasetIndex
+from wsol_lightning.data.parsing import decode_segmentations
 from wsol_lightning.data.validation import BOX_INVERTED, classify_boxes, describe_box
 from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
 
@@ -180,8 +181,6 @@ class WSOLDataset(Dataset):
         if not idx.has_masks(i):
             return None
         if idx.mask_format == "coco":
-            from wsol_lightning.data.coco import decode_segmentations
-
             return decode_segmentations(idx.mask_data[i], width, height).astype(np.uint8) * MASK_OBJECT
         root = Path(idx.mask_root)  # type: ignore[arg-type]
         obj = np.zeros((height, width), dtype=bool)

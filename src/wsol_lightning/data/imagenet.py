@@ -30,7 +30,7 @@ from wsol_lightning.data.cub import find_metadata_dir
 from wsol_lightning.data.index import DataError, DatasetIndex, boxes_to_csr, require_file
 from wsol_lightning.data.metadata import class_names_from_labels, read_metadata
 from wsol_lightning.data.parsing import check_inside, data_error, parse_float, read_lines
-from wsol_lightning.data.pets import stratified_holdout
+from wsol_lightning.data.sampling import stratified_holdout
 from wsol_lightning.data.voc import BOX_TAGS, parse_voc_xml
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")

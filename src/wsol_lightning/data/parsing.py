@@ -1,4 +1,4 @@
-"""Field-level parsing helpers shared by every annotation reader.
+"""Field-level parsing helpers shared by every annotation reader (and the COCO segmentation decoder).
 
 Every error is a :class:`~wsol_lightning.data.index.DataError` whose message reads
 ``<file>:<line>: <field>: <what is wrong>`` so that a bad line is found in seconds. Readers call
@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+import numpy as np
 
 from wsol_lightning.data.index import DataError, require_file
 
@@ -144,3 +146,22 @@ def check_inside(paths: Sequence[str], source: str | Path, field: str = "image i
                 f"{paths[k]!r} points outside the data root (absolute path or '..'); paths must be "
                 "relative to the dataset folder",
             )  # fmt: skip
+
+
+def decode_segmentations(segs: list[Any], width: int, height: int) -> np.ndarray:
+    """Union of COCO segmentations (polygon lists or RLE dicts) as an ``(H, W)`` bool mask."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros((height, width), dtype=bool)
+    for seg in segs:
+        if isinstance(seg, list):
+            polys = [p for p in seg if len(p) >= 6]
+            if not polys:
+                continue
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            rle = seg
+        out |= mask_utils.decode(rle).astype(bool)
+    return out

@@ -24,6 +24,7 @@ from wsol_lightning.data.base import WSOLDataModule, resolve_root
 from wsol_lightning.data.download import PETS_RESOURCES, prepare_official
 from wsol_lightning.data.index import DataError, DatasetIndex, check_unique
 from wsol_lightning.data.parsing import check_inside, data_error, parse_int, read_lines, split_fields
+from wsol_lightning.data.sampling import stratified_holdout
 
 
 def read_pets_list(path: Path) -> list[tuple[str, int]]:
@@ -47,18 +48,6 @@ def read_pets_list(path: Path) -> list[tuple[str, int]]:
     check_unique([r[0] for r in rows], path, lines)
     check_inside([r[0] for r in rows], path, "Image", lines)
     return rows
-
-
-def stratified_holdout(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Bool mask choosing ``per_class`` positions per label (never a class's last sample)."""
-    rng = np.random.default_rng(seed)
-    chosen = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = min(per_class, len(members) - 1)
-        if k > 0:
-            chosen[rng.choice(members, size=k, replace=False)] = True
-    return chosen
 
 
 class OxfordPetsDataModule(WSOLDataModule):

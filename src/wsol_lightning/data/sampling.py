@@ -1,4 +1,4 @@
-"""A train sampler and loader that make runs reproducible and resumable mid-epoch.
+"""Seeded sample choices: the stratified val holdout and a reproducible, resumable train loader.
 
 Reproducible: epoch ``e`` visits a permutation drawn from ``(seed, e)`` only, and each sample's
 augmentation is seeded by ``(seed, e, index)``, so the same seed gives the same batches whatever the
@@ -21,6 +21,18 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The augmentation seed of sample ``index`` in ``epoch`` (a 32-bit int)."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def stratified_holdout(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Bool mask choosing ``per_class`` positions per label (never a class's last sample)."""
+    rng = np.random.default_rng(seed)
+    chosen = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = min(per_class, len(members) - 1)
+        if k > 0:
+            chosen[rng.choice(members, size=k, replace=False)] = True
+    return chosen
 
 
 class ResumableRandomSampler(DistributedSampler):

@@ -26,8 +26,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
+from wsol_lightning.methods.pretrained import PretrainedMixin
 from wsol_lightning.methods.sanity import print_sanity_warnings
-from wsol_lightning.methods.thresholds import choose_thresholds_on_val
+from wsol_lightning.methods.thresholds import seed_threshold_after_test, thresholds_before_test
 from wsol_lightning.metrics import SeedMIoU
 from wsol_lightning.metrics.functional import upsample_and_normalize
 from wsol_lightning.types import WSOLBatch, WSOLPrediction
@@ -42,7 +43,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
-class WSOLModule(L.LightningModule):
+class WSOLModule(PretrainedMixin, L.LightningModule):
     """Shared training, evaluation, prediction and optimisation for WSOL methods.
 
     Args:
@@ -78,6 +79,10 @@ class WSOLModule(L.LightningModule):
             are still computed and logged, detached. 0 (the papers' value: they start from an ImageNet
             classifier) turns it off; from-scratch CPU recipes use it so that the method's extra terms act on
             a classifier that already recognises the objects.
+        async_metrics: run the localisation metric updates (MaxBoxAcc, PxAP, sanity counters) on background
+            threads while the next batch's forward pass runs; results are bit-identical to ``False`` (the
+            synchronous updates), see :mod:`~wsol_lightning.methods.background`.
+        async_max_pending: batches each metric may hold queued before the evaluation loop waits for it.
 
     """
 
@@ -109,6 +114,8 @@ class WSOLModule(L.LightningModule):
         operating_threshold: float | None = None,
         map_interpolation: Literal["bicubic", "bilinear"] = "bicubic",
         warmup_epochs: int = 0,
+        async_metrics: bool = True,
+        async_max_pending: int = 2,
     ) -> None:
         super().__init__()
         # Collects the arguments of the subclass's __init__ too (Lightning walks the __init__ frames).
@@ -124,7 +131,7 @@ class WSOLModule(L.LightningModule):
         self.backbone_name = backbone
         self.evaluator = LocalizationEvaluator(
             iou_thresholds=tuple(iou_thresholds), cam_curve_interval=cam_curve_interval,
-            multi_contour=multi_contour,
+            multi_contour=multi_contour, asynchronous=async_metrics, max_pending=async_max_pending,
         )
         top5 = min(5, num_classes)
         self.top1_cls = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
@@ -136,6 +143,7 @@ class WSOLModule(L.LightningModule):
         self.register_buffer("seed_bg_threshold", torch.tensor(math.nan, dtype=torch.float64))
         self._sanity_messages: dict[str, list[str]] = {}
         self._num_skipped = 0  # samples the eval loader skipped this epoch on this process (skip_bad)
+        self._eval_batch = "eval batch"  # names the batch in a metric update's error
 
     # ------------------------------------------------------------------ to implement
     def forward(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
@@ -217,7 +225,7 @@ class WSOLModule(L.LightningModule):
         labels = batch["label"]
         self.top1_cls.update(logits, labels)
         self.top5_cls.update(logits, labels)
-        self.evaluator.update(maps, batch, logits)
+        self.evaluator.update(maps, batch, logits, context=self._eval_batch)
         if "semantic" in batch and "multi_hot" in batch:
             self.seed_miou.update(self.seed_maps(batch), batch["semantic"])
 
@@ -239,10 +247,12 @@ class WSOLModule(L.LightningModule):
 
     def on_validation_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Count the samples the loader skipped (``skip_bad``) for ``val/num_skipped``."""
+        self._eval_batch = f"val batch {batch_idx}"
         self._num_skipped += int(batch.get("num_skipped", 0))
 
     def on_test_batch_start(self, batch: WSOLBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Count the samples the loader skipped (``skip_bad``) for ``test/num_skipped``."""
+        self._eval_batch = f"test batch {batch_idx}"
         self._num_skipped += int(batch.get("num_skipped", 0))
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
@@ -261,19 +271,8 @@ class WSOLModule(L.LightningModule):
         self._log_eval_metrics("val", choose_threshold=True)
 
     def on_test_start(self) -> None:
-        """Choose on the val split, before testing, the thresholds no run has chosen yet (and only those)."""
-        need_box = math.isnan(float(self.operating_threshold))
-        need_seed = math.isnan(float(self.seed_bg_threshold))
-        if need_box or need_seed:
-            self._choose_threshold_on_val(need_box, need_seed)
-
-    def _choose_threshold_on_val(self, need_box: bool = True, need_seed: bool = True) -> None:
-        """Run the val split for the missing thresholds only (:func:`choose_thresholds_on_val`)."""
-        box, seed = choose_thresholds_on_val(self, need_box, need_seed)
-        if box is not None:
-            self.operating_threshold.fill_(box)
-        if seed is not None:
-            self.seed_bg_threshold.fill_(seed)
+        """Choose the box operating threshold on val only if the module holds none (:mod:`.thresholds`' rule)."""
+        self._seed_val_pass = thresholds_before_test(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store what prediction needs (class names, image size, mean/std, method, threshold) as plain values."""
@@ -283,17 +282,22 @@ class WSOLModule(L.LightningModule):
         checkpoint[PREDICTION_KEY] = prediction_settings(self, getattr(trainer, "datamodule", None))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A fixed ``operating_threshold`` argument wins over the threshold a checkpoint stores."""
+        """A fixed ``operating_threshold`` argument wins over the stored one; stored settings -> ``wsol_settings``."""
+        from wsol_lightning.checkpoints import stored_prediction_settings
+
+        self.wsol_settings = stored_prediction_settings(checkpoint)  # class names, image size, ... (save_pretrained)
         fixed = self.hparams.get("operating_threshold")
         state = checkpoint.get("state_dict")
         if fixed is not None and isinstance(state, dict) and "operating_threshold" in state:
             state["operating_threshold"] = torch.tensor(float(fixed), dtype=torch.float64)
 
     def on_test_epoch_end(self) -> None:
-        """Log test metrics at the operating threshold chosen on val."""
+        """Log test metrics at the thresholds chosen on val (a missing seed threshold is chosen on val first)."""
+        seed_threshold_after_test(self, tried=getattr(self, "_seed_val_pass", False))
         self._log_eval_metrics("test", choose_threshold=False)
 
     def _log_eval_metrics(self, stage: str, choose_threshold: bool) -> None:
+        self.evaluator.flush()  # the background updates land before any (synced) compute
         results = self.evaluator.compute()
         if choose_threshold and self.hparams.get("operating_threshold") is None and "best_threshold" in results:
             self.operating_threshold.fill_(float(results["best_threshold"]))

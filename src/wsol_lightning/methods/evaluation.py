@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from wsol_lightning.methods.background import BackgroundUpdates
 from wsol_lightning.methods.sanity import SanityEvaluator
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.types import WSOLBatch
@@ -56,12 +59,18 @@ class LocalizationEvaluator(nn.Module):
         multi_contour: all contours (MaxBoxAccV2 protocol) or the largest one (V1).
         default_threshold: operating threshold used only where none was chosen on val nor given
             (prediction on a never-validated model); a warning says so.
+        asynchronous: run the metric updates on background threads, one per metric, while the caller goes
+            on (:mod:`~wsol_lightning.methods.background`: same results, bit for bit); ``compute``,
+            ``accuracy_at``, ``warnings`` and ``reset`` wait for them first (:meth:`flush`).
+        max_pending: updates a metric may hold queued or running before ``update`` waits.
 
     """
 
     def __init__(self, iou_thresholds: tuple[int, ...] = (30, 50, 70), cam_curve_interval: float = 0.001,
-                 multi_contour: bool = True, default_threshold: float = 0.2) -> None:
+                 multi_contour: bool = True, default_threshold: float = 0.2, asynchronous: bool = False,
+                 max_pending: int = 2) -> None:
         super().__init__()
+        self.updates = BackgroundUpdates(enabled=asynchronous, max_pending=max_pending)
         self.box = MaxBoxAcc(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval,
                              multi_contour=multi_contour)
         self.pixel = PxAP(cam_curve_interval=cam_curve_interval)
@@ -71,29 +80,41 @@ class LocalizationEvaluator(nn.Module):
         self.default_threshold = default_threshold
         self.loc_iou = 50 if 50 in iou_thresholds else iou_thresholds[len(iou_thresholds) // 2]
 
-    def update(self, maps: Tensor, batch: WSOLBatch, logits: Tensor) -> None:
-        """Add a batch: ``maps`` ``(B, H, W)`` in [0, 1] for the GT classes, ``logits`` ``(B, C)``."""
+    def update(self, maps: Tensor, batch: WSOLBatch, logits: Tensor, context: str = "batch") -> None:
+        """Add a batch: ``maps`` ``(B, H, W)`` in [0, 1] for the GT classes, ``logits`` ``(B, C)``.
+
+        ``context`` (e.g. ``"val batch 3"``) names the batch in the message of an error an update raises.
+        The tensors must not be modified in place afterwards (asynchronous updates read them later).
+        """
         labels = batch["label"]
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        top5 = logits.detach().topk(min(5, logits.shape[1]), dim=1).indices
         top1_correct = top5[:, 0] == labels
         top5_correct = (top5 == labels[:, None]).any(dim=1)
-        boxes = batch.get("boxes")
+        boxes, masks = batch.get("boxes"), batch.get("mask")
         kept: list[Tensor] = []
-        if boxes is not None:
-            keep = [i for i, b in enumerate(boxes) if len(b) > 0]
-            if keep:
-                index = torch.tensor(keep, device=maps.device)
-                kept = [boxes[i] for i in keep]
-                self.box.update(maps[index], kept, top1_correct=top1_correct[index],
-                                top5_correct=top5_correct[index])
-                if self.box_outer is not None:
-                    self.box_outer.update(maps[index], kept)
-        if "mask" in batch:
-            self.pixel.update(maps, batch["mask"])
-        self.sanity.update(maps, logits, top1_correct, kept, batch.get("mask"))
+        keep = [i for i, b in enumerate(boxes) if len(b) > 0] if boxes is not None else []
+        if keep:
+            index = torch.tensor(keep, device=maps.device)
+            kept = [boxes[i] for i in keep]  # type: ignore[index]
+            self._submit("box", context, lambda: self.box.update(
+                maps[index], kept, top1_correct=top1_correct[index], top5_correct=top5_correct[index]))
+            if self.box_outer is not None:
+                outer = self.box_outer
+                self._submit("box_outer", context, lambda: outer.update(maps[index], kept))
+        if masks is not None:
+            self._submit("pixel", context, lambda: self.pixel.update(maps, masks))
+        self._submit("sanity", context, lambda: self.sanity.update(maps, logits.detach(), top1_correct, kept, masks))
+
+    def _submit(self, lane: str, context: str, fn: Callable[[], None]) -> None:
+        self.updates.submit(lane, fn, f"{context}, metric '{lane}'")
+
+    def flush(self) -> None:
+        """Wait for the pending updates (re-raising the first error); a no-op when updates are synchronous."""
+        self.updates.flush()
 
     def compute(self) -> dict[str, Tensor]:
         """Return every metric that has data, in percent, plus ``best_threshold`` when boxes were seen."""
+        self.flush()
         results: dict[str, Tensor] = {}
         boxes_seen, masks_seen = any_process_updated(self.box), any_process_updated(self.pixel)
         if boxes_seen:
@@ -110,12 +131,14 @@ class LocalizationEvaluator(nn.Module):
 
     def warnings(self, results: dict[str, Tensor], threshold: float) -> tuple[dict[str, float], list[str]]:
         """Sanity flags and messages for a computed table (see ``SanityEvaluator.warnings``); none without data."""
+        self.flush()
         if "border_mass_ratio" not in results:
             return {}, []
         return self.sanity.warnings(results, threshold)
 
     def accuracy_at(self, threshold: float) -> dict[str, Tensor]:
         """GT-known, Top-1 and Top-5 Loc (IoU >= 50) at ``threshold``; empty when no box was seen."""
+        self.flush()
         if not any_process_updated(self.box):
             return {}
         return self.box.accuracy_at(threshold, iou_threshold=self.loc_iou)
@@ -132,7 +155,8 @@ class LocalizationEvaluator(nn.Module):
         return self.default_threshold
 
     def reset(self) -> None:
-        """Reset every metric."""
+        """Wait for the pending updates (their errors propagate), then reset every metric."""
+        self.flush()
         self.box.reset()
         self.pixel.reset()
         if self.box_outer is not None:

@@ -23,11 +23,13 @@ class MaxBoxAcc(Metric):
     ``maxboxacc_v2`` is the mean over the IoU thresholds. ``multi_contour=False, iou_thresholds=(50,)`` is
     the CVPR "MaxBoxAcc" (V1). Results equal clovaai/wsolevaluation's to float precision.
 
-    Speed: V2 mines all 256 uint8 levels of an image with one exact union-find sweep (numba, GIL released,
-    images spread over ``num_threads`` threads), whatever ``cam_curve_interval``: tens of times faster
-    than the per-threshold OpenCV loop at 0.001 (``benchmarks/metrics.py``). V1 (largest contour by
-    ``cv2.contourArea``) still calls OpenCV, once per distinct binary map among the grid's levels (at
-    most 255 per image): exact, but only ~4-7x faster than the loop at 0.001 and ~1.5x at 0.01.
+    Speed: every level of an image comes from exact union-find sweeps over its pixels sorted by value
+    (numba, GIL released, images spread over ``num_threads`` threads), whatever ``cam_curve_interval``:
+    V2 is one 8-connected foreground sweep plus a hole sweep (skipped when no scored level has a hole); V1
+    is one sweep keeping each component's ``cv2.contourArea`` (window area; exact for components without
+    holes, OpenCV's tie order) and asks OpenCV only at the levels where a component with holes could be
+    the largest. About 1-2 ms per 224x224 map on one core: ``benchmarks/metrics.py`` times both against
+    the real wsolevaluation evaluator.
 
     State: fixed-size integer counters ``(len(iou_thresholds), T)`` for gt-known, top-1 and top-5 hits and
     scalar counts, summed across processes (``dist_reduce_fx="sum"``); no map is ever stored. Under DDP use
@@ -42,7 +44,7 @@ class MaxBoxAcc(Metric):
             ``RETR_EXTERNAL``: no hole contours, nothing nested in a hole) instead of wsolevaluation's
             ``RETR_TREE``. Not the protocol: a diagnostic under which an inverted map (high on the
             background) cannot score through the hole the object leaves.
-        num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
+        num_threads: threads for the sweeps (default ``torch.get_num_threads()``).
         kwargs: forwarded to :class:`torchmetrics.Metric`.
 
     """

@@ -23,7 +23,7 @@ from wsol_lightning.metrics._histograms import (
     precision_recall_from_histograms,
     pxap_from_histograms,
 )
-from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_v2, box_best_iou
+from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_sweep
 
 __all__ = [
     "cam_thresholds", "threshold_levels", "normalize_maps", "quantize_maps", "boxes_from_map",
@@ -181,45 +181,47 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
-def _best_iou_at_levels_v1(maps_uint8: np.ndarray, gt: np.ndarray, offsets: np.ndarray,
-                           levels: np.ndarray) -> np.ndarray:
-    """Largest-contour (V1) best IoU at the requested levels ``(B, K)`` via OpenCV.
+_OPENCV_LEVELS_PER_FILLED_SWEEP = 16  # a findContours level (~76 us CPU) is ~1/17 of the fill + filled-map sweep
 
-    ``findContours`` runs once per distinct binary map among the requested levels: level ``L`` gives the
-    same binary map as ``v - 1`` for the smallest value ``v > L`` present in the image.
+
+def _settle_with_opencv(u: np.ndarray, gt: np.ndarray, offsets: np.ndarray, per_level: np.ndarray) -> np.ndarray:
+    """Replace the V1 sweep's NaN levels (largest contour not certain from areas alone) by exact values.
+
+    The sweep knows a component's exact ``contourArea`` unless the component has a hole; where a component
+    with holes could be the largest, the level is left NaN. An image with few such levels asks OpenCV at
+    those levels, as wsolevaluation does; one with many reruns the sweep on its hole-filled map (no hole,
+    so every area is exact; ``mode="largest_filled"``).
     """
-    out = np.empty(levels.shape)
-    for b in range(maps_uint8.shape[0]):
-        u, boxes_gt = maps_uint8[b], gt[offsets[b]:offsets[b + 1]]
-        height, width = u.shape
-        present = np.flatnonzero(np.bincount(u.ravel(), minlength=NUM_LEVELS))
-        keys = np.searchsorted(present, levels[b], side="right")
-        unique_keys, inverse = np.unique(keys, return_inverse=True)
-        values = np.empty(len(unique_keys))
-        for i, key in enumerate(unique_keys):
-            if key == len(present):  # nothing on: wsolevaluation's (0, 0, 0, 0) box
-                values[i] = box_best_iou(0, 0, 0, 0, boxes_gt)
-                continue
-            contours = _contours(u, int(present[key]) - 1)
-            x0, y0, x1, y1 = _contour_box(max(contours, key=cv2.contourArea), height, width)
-            values[i] = box_best_iou(x0, y0, x1, y1, boxes_gt)
-        out[b] = values[inverse.reshape(-1)]
-    return out
+    unsure = np.isnan(per_level)
+    for b in np.flatnonzero(unsure.sum(axis=1) > _OPENCV_LEVELS_PER_FILLED_SWEEP):
+        filled = best_iou_per_level_sweep(u[b:b + 1], gt, offsets[b:b + 2], "largest_filled", unsure[b:b + 1], 1)
+        per_level[b, unsure[b]] = filled[0, unsure[b]]
+        unsure[b] = False
+    for b, level in np.argwhere(unsure):
+        box = boxes_from_map(u[b], int(level), multi_contour=False)
+        per_level[b, level] = iou_matrix(box, gt[offsets[b]:offsets[b + 1]]).max()
+    return per_level
+
+
+def _sweep_mode(multi_contour: bool, outer_only: bool) -> str:
+    if not multi_contour:
+        return "largest"  # V1; its largest contour is always an outer one, so outer_only changes nothing
+    return "external" if outer_only else "tree"
 
 
 def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi_contour: bool = True,
                        num_threads: int | None = None, outer_only: bool = False) -> np.ndarray:
     """Best IoU (any mined box x any GT box) at every uint8 level.
 
-    V2 (``multi_contour=True``) runs the exact union-find sweep of :mod:`._sweep` (all 256 levels at once).
-    V1 runs OpenCV ``findContours`` once per distinct binary map (at most 255): exact, but much slower than
-    V2 (an exact sweep for V1 would need ``cv2.contourArea`` of traced polygons, not kept here).
+    Runs the exact union-find sweeps of :mod:`._sweep`, all 256 levels at once: every ``RETR_TREE`` contour
+    for V2, the first largest by ``cv2.contourArea`` for V1 (no OpenCV call; equal to OpenCV's choice,
+    ties included).
 
     Args:
         maps_uint8: ``(B, H, W)`` uint8 quantised maps.
         boxes: ``B`` GT boxes ``(n_i, 4)``, ``n_i >= 1``.
         multi_contour: V2 (True) or V1 (False).
-        num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
+        num_threads: threads for the sweep (default ``torch.get_num_threads()``).
         outer_only: V2 over the object contours only (OpenCV ``RETR_EXTERNAL``: no hole contour, nothing
             nested in a hole), so an inverted map cannot score through the hole the object leaves. V1
             ignores it (its largest contour is always an outer one).
@@ -230,9 +232,9 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi
     """
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
     gt, offsets = check_boxes(boxes, u.shape[0])
-    if multi_contour:
-        return best_iou_per_level_v2(u, gt, offsets, num_threads, outer_only)
-    return _best_iou_at_levels_v1(u, gt, offsets, np.tile(np.arange(NUM_LEVELS), (u.shape[0], 1)))
+    per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), None,
+                                         num_threads)
+    return _settle_with_opencv(u, gt, offsets, per_level)
 
 
 def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], thresholds: np.ndarray,
@@ -240,12 +242,14 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
                            outer_only: bool = False) -> np.ndarray:
     """Best IoU per image and threshold, wsolevaluation's ``sliced_multiple_iou`` for a batch.
 
+    Only the levels the grid reaches (``int(t * max(U))``) are scored.
+
     Args:
         maps_uint8: ``(B, H, W)`` uint8 quantised maps.
         boxes: ``B`` GT boxes ``(n_i, 4)``.
         thresholds: ``(T,)`` float64 grid (:func:`cam_thresholds`).
         multi_contour: V2 (True) or V1 (False).
-        num_threads: threads for the V2 sweep (default ``torch.get_num_threads()``).
+        num_threads: threads for the sweep (default ``torch.get_num_threads()``).
         outer_only: object contours only (see :func:`best_iou_per_level`).
 
     Returns:
@@ -253,12 +257,14 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
 
     """
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
+    gt, offsets = check_boxes(boxes, u.shape[0])
     top = u.reshape(u.shape[0], -1).max(axis=1).astype(np.float64) if u.size else np.zeros(u.shape[0])
     levels = (np.asarray(thresholds, np.float64)[None, :] * top[:, None]).astype(np.int64)
-    if not multi_contour:
-        gt, offsets = check_boxes(boxes, u.shape[0])
-        return _best_iou_at_levels_v1(u, gt, offsets, levels)
-    return np.take_along_axis(best_iou_per_level(u, boxes, True, num_threads, outer_only), levels, axis=1)
+    want = np.zeros((u.shape[0], NUM_LEVELS), np.bool_)
+    np.put_along_axis(want, levels, True, axis=1)
+    per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), want,
+                                         num_threads)
+    return np.take_along_axis(_settle_with_opencv(u, gt, offsets, per_level), levels, axis=1)
 
 
 def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],

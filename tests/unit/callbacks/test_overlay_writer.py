@@ -1,7 +1,8 @@
-"""OverlayWriter: overlays in the original frame, named after the source file, labelled, with boxes; mask PNGs."""
+"""OverlayWriter and COCOPredictionWriter(save_overlays): original frame, named after the source, labelled boxes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wsol_lightning.callbacks import OverlayWriter, render
+from wsol_lightning import predict as P
+from wsol_lightning.callbacks import COCOPredictionWriter, OverlayWriter, render
 from wsol_lightning.data.index import DatasetIndex, boxes_to_csr
 
 RED, GREEN = list(render.PRED_COLOUR), list(render.GT_COLOUR)
@@ -71,3 +73,31 @@ def test_prediction_overlay_labels_every_box_with_the_text_given():
     assert (plain == RED).all(axis=-1).any() and not whitish(plain).any()
     white = whitish(labelled)
     assert white[5:15, 5:20].any() and white[25:35, 35:55].any()  # both boxes carry the label
+
+
+def test_coco_writer_overlays_and_mask_pngs_match_the_overlay_writer_and_the_rle(tmp_path: Path):
+    """``COCOPredictionWriter(save_overlays, save_masks)`` draws as OverlayWriter does; the PNG mask is the RLE's."""
+    trainer, prediction, batch = fake_predict_run(tmp_path)
+    batch["orig_size"] = torch.tensor([[90, 60], [40, 50]])
+    trainer.datamodule.category_ids = None
+    trainer.__dict__.update(is_global_zero=True, global_rank=0, world_size=1, loggers=[], global_step=0)
+    coco = COCOPredictionWriter(output_dir=str(tmp_path / "coco"), save_overlays=True, save_masks=True,
+                                evaluate=False)
+    coco.on_predict_start(trainer, None)
+    coco.write_on_batch_end(trainer, None, prediction, None, batch, 0)
+    coco.on_predict_epoch_end(trainer, None)
+    reference = OverlayWriter(output_dir=str(tmp_path / "ref"), save_masks=True)
+    reference.write_on_batch_end(trainer, None, prediction, None, batch, 0)
+    for rel in ("overlays/pets/tom.png", "overlays/rex.png", "masks/pets/tom.png", "masks/rex.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "coco" / rel)),
+                                      np.asarray(Image.open(tmp_path / "ref" / rel)), err_msg=rel)
+    dataset = json.loads((tmp_path / "coco" / "predictions.json").read_text())
+    assert [(im["file_name"], im["overlay"], im["mask_png"]) for im in dataset["images"]] == [
+        ("pets/tom.png", "overlays/pets/tom.png", "masks/pets/tom.png"),
+        ("rex.jpg", "overlays/rex.png", "masks/rex.png")]
+    assert [c["name"] for c in dataset["categories"]] == ["cat", "dog"]
+    for segm in json.loads((tmp_path / "coco" / "results_segm.json").read_text()):
+        rel = dataset["images"][segm["image_id"]]["mask_png"]
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "coco" / rel)) == 255,
+                                      P.decode_rle(segm["segmentation"]))
+    assert not (tmp_path / "coco" / "overlays" / "00000000.png").exists()

@@ -57,9 +57,11 @@ def test_masks_caption_and_table_row():
     assert masks["prediction"]["mask_data"].dtype == np.uint8 and masks["prediction"]["mask_data"].sum() == 48
     assert set(wandb_media.tile_masks(one_tile(with_mask=False))) == {"prediction"}
     assert wandb_media.tile_caption(tile) == "a/b.jpg: cat (pred dog 0.79), IoU 0.78"
-    table = wandb_media.results_table([tile], ["img"])
+    table = wandb_media.results_table([wandb_media.result_row(tile, "img"), wandb_media.result_row(tile)])
     assert table.columns == wandb_media.TABLE_COLUMNS
-    assert table.data[0][1:] == ["a/b.jpg", "cat", "dog", pytest.approx(tile.score), pytest.approx(54 / 69), True, 0.5]
+    assert table.data[0] == ["img", "a/b.jpg", "cat", "dog", pytest.approx(tile.score), pytest.approx(54 / 69), True,
+                             0.5]
+    assert table.data[1][0] is None and table.data[1][1:] == table.data[0][1:]  # a row without its picture
 
 
 def test_native_charts_carry_every_curve():
@@ -71,3 +73,14 @@ def test_native_charts_carry_every_curve():
     pr = wandb_media.pixel_pr_chart({"recall": np.array([0.0, 0.5, np.nan]),
                                      "precision": np.array([1.0, 0.8, 0.7])}, "val")
     assert pr.table.data == [[0.0, 1.0], [0.5, 0.8]]
+
+
+def test_results_rows_cover_every_image_in_dataset_order_and_drawn_ones_keep_their_picture():
+    from wsol_lightning.callbacks.results import table_rows
+
+    tile = one_tile()
+    drawn = one_tile(with_mask=False)
+    rows = table_rows(iter([(5, tile), (2, tile), (9, tile)]), {5: (drawn, "picture")}, wandb_media.result_row)
+    assert [r[0] for r in rows] == [None, "picture", None]  # positions 2, 5, 9
+    assert rows[1] == wandb_media.result_row(drawn, "picture")
+    assert table_rows(iter(()), {3: (drawn, "p")}, wandb_media.result_row) == [wandb_media.result_row(drawn, "p")]

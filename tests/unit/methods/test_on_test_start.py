@@ -1,4 +1,7 @@
-"""``on_test_start`` chooses on val only the thresholds that are missing and applicable (issue 12, item 12)."""
+"""``on_test_start`` chooses on val only the thresholds that are missing and applicable (issues 12 and 16).
+
+The rule is in :mod:`wsol_lightning.methods.thresholds`; ``opened`` counts how often the val loader was read.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import torch
 from torch import Tensor
 
 from wsol_lightning.methods.base import WSOLModule
+from wsol_lightning.methods.thresholds import seed_threshold_after_test
 
 
 class _Counting(WSOLModule):
@@ -36,35 +40,81 @@ def _batch(seeds: bool) -> dict:
     return batch
 
 
-def _attach(model: WSOLModule, seeds: bool, batches: int = 3) -> None:
-    loader = [_batch(seeds) for _ in range(batches)]
+class _Loader:
+    """A val loader that counts how many times it was opened."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches, self.opened = batches, 0
+
+    def __iter__(self):
+        self.opened += 1
+        return iter(self.batches)
+
+
+def _attach(model: WSOLModule, seeds: bool, batches: int = 3) -> _Loader:
+    loader = _Loader([_batch(seeds) for _ in range(batches)])
     model.trainer = SimpleNamespace(datamodule=SimpleNamespace(val_dataloader=lambda: loader))
+    return loader
 
 
-def test_threshold_given_and_box_data_runs_no_forward():
+def _test_epoch(model: WSOLModule, seeds: bool) -> None:
+    """The test epoch's seed-metric updates, then the end-of-epoch threshold step (no logging)."""
+    batch = _batch(seeds)
+    if seeds:
+        model.seed_miou.update(model.seed_maps(batch), batch["semantic"])
+    seed_threshold_after_test(model, tried=model._seed_val_pass)
+
+
+def test_threshold_given_and_box_data_never_opens_the_val_loader():
     model = _Counting(operating_threshold=0.3)
-    _attach(model, seeds=False)
+    loader = _attach(model, seeds=False)
     model.on_test_start()
-    assert model.calls == 0  # the seed threshold is NaN but not applicable: nothing re-run on val
+    _test_epoch(model, seeds=False)
+    assert (model.calls, loader.opened) == (0, 0)  # the seed threshold is NaN but not applicable
     assert float(model.operating_threshold) == 0.3
     assert math.isnan(float(model.seed_bg_threshold))
 
 
+def test_threshold_held_from_a_checkpoint_is_reused_without_val():
+    model = _Counting()
+    model.load_state_dict({**model.state_dict(), "operating_threshold": torch.tensor(0.42, dtype=torch.float64)})
+    loader = _attach(model, seeds=False)
+    model.on_test_start()
+    assert (model.calls, loader.opened) == (0, 0)
+    assert float(model.operating_threshold) == 0.42
+
+
 def test_missing_box_threshold_is_chosen_on_val():
     model = _Counting()
-    _attach(model, seeds=False)
+    loader = _attach(model, seeds=False)
     model.on_test_start()
-    assert model.calls == 3  # one forward per val batch, no seed maps
+    assert (model.calls, loader.opened) == (3, 1)  # one forward per val batch, no seed maps
     assert 0.0 <= float(model.operating_threshold) < 1.0
+    _test_epoch(model, seeds=False)
+    assert loader.opened == 1  # nothing more at the end of the test epoch
 
 
-def test_only_the_missing_seed_threshold_is_chosen():
+def test_only_the_missing_seed_threshold_is_chosen_once_the_test_shows_seed_data():
     model = _Counting(operating_threshold=0.3)
-    _attach(model, seeds=True)
+    loader = _attach(model, seeds=True)
     model.on_test_start()
-    assert model.calls == 3  # seed maps only (one forward each), no box evaluation pass
+    assert (model.calls, loader.opened) == (0, 0)  # not known yet whether seeds apply
+    _test_epoch(model, seeds=True)
+    assert (model.calls, loader.opened) == (1 + 3, 1)  # the test batch, then seed maps only on val
     assert float(model.operating_threshold) == 0.3
     assert not math.isnan(float(model.seed_bg_threshold))
     model.calls = 0
     model.on_test_start()  # both set now: nothing to choose
-    assert model.calls == 0
+    _test_epoch(model, seeds=True)
+    assert (model.calls, loader.opened) == (1, 1)
+
+
+def test_both_missing_are_chosen_in_one_val_pass():
+    model = _Counting()
+    loader = _attach(model, seeds=True)
+    model.on_test_start()
+    assert loader.opened == 1
+    assert not math.isnan(float(model.operating_threshold))
+    assert not math.isnan(float(model.seed_bg_threshold))
+    _test_epoch(model, seeds=True)
+    assert loader.opened == 1

@@ -160,6 +160,11 @@ class BCAM(WSOLModule):
             return obj.detach(), bg.detach()
         return self.net.gradient_maps(outputs, classes, self.hparams.gradient_variant)
 
+    @property
+    def maps_need_autograd(self) -> bool:
+        """``True`` for the gradient map (exporters then trace its backward pass into the graph)."""
+        return self.hparams.localization_map == "gradient"
+
     def localization_maps(self, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
         """Return the swept map: the object map, or object - background (``swept_map``)."""
         obj, bg = self.score_maps(outputs, classes)

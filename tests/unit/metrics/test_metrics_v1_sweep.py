@@ -1,0 +1,136 @@
+"""V1 (largest contour by cv2.contourArea, OpenCV's tie order) from the sweep, against OpenCV itself.
+
+The sweep takes the top-level component of largest 2x2-window area (holes filled) and, among equal
+areas, the one whose first raster pixel comes last; it asks OpenCV only at levels where a component with
+holes could be the largest (or reruns on the hole-filled map when there are many). Each map below is scored at all 256
+levels against GT boxes that are exactly the boxes of the competing contours, so a different choice
+between tied contours changes the IoU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from wsol_lightning.metrics import functional as F
+from wsol_lightning.metrics._sweep import best_iou_per_level_sweep
+
+
+def opencv_v1(u: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """wsolevaluation's V1 at every level: ``max(contours, key=cv2.contourArea)``, then the IoU."""
+    return np.array([F.iou_matrix(F.boxes_from_map(u, level, multi_contour=False), gt).max()
+                     for level in range(256)])
+
+
+def candidate_gts(u: np.ndarray) -> list[np.ndarray]:
+    """One GT per distinct contour box at a few levels (every contour's box, holes included)."""
+    boxes = set()
+    for level in sorted(set(np.unique(u).tolist()) | {0}):
+        if level < 255:
+            boxes.update(map(tuple, F.boxes_from_map(u, int(level)).tolist()))
+    return [np.array([b]) for b in sorted(boxes)][:12]
+
+
+def assert_v1_matches_opencv(u: np.ndarray) -> None:
+    for gt in candidate_gts(u):
+        sweep = F.best_iou_per_level(u[None], [gt], multi_contour=False, num_threads=1)[0]
+        np.testing.assert_array_equal(sweep, opencv_v1(u, gt), err_msg=str((u.tolist(), gt.tolist())))
+
+
+def paint(shape: tuple[int, int], cells: list[tuple[int, int]], value: int = 200) -> np.ndarray:
+    u = np.zeros(shape, np.uint8)
+    for y, x in cells:
+        u[y, x] = value
+    return u
+
+
+def test_window_area_not_pixel_count_decides() -> None:
+    # A 9-pixel line (contourArea 0) against a 2x2 square (area 1): OpenCV keeps the square.
+    u = np.zeros((6, 12), np.uint8)
+    u[1, 1:10] = 200
+    u[3:5, 3:5] = 100
+    gt_square = np.array([[3, 3, 5, 5]])  # wsolevaluation box of the square: x1 = x + w
+    sweep = F.best_iou_per_level(u[None], [gt_square], multi_contour=False, num_threads=1)[0]
+    assert sweep[99] == 1.0  # level 99: both on, the square wins on area
+    assert sweep[100] == 0.0  # level 100: only the line is on
+    np.testing.assert_array_equal(sweep, opencv_v1(u, gt_square))
+
+
+def test_equal_areas_go_to_the_last_start_point() -> None:
+    # Three 3x3 squares (area 4 each): OpenCV lists top-level contours in reverse raster order of their first
+    # pixel and max() keeps the first, so the square starting last (lowest, then rightmost) is chosen.
+    u = np.zeros((12, 14), np.uint8)
+    u[1:4, 8:11] = 50
+    u[1:4, 1:4] = 50
+    u[6:9, 4:7] = 50
+    last = np.array([[4, 6, 7, 9]])
+    sweep = F.best_iou_per_level(u[None], [last], multi_contour=False, num_threads=1)[0]
+    assert sweep[0] == 1.0
+    assert_v1_matches_opencv(u)
+
+
+@pytest.mark.parametrize("cells", [
+    [(1, 1), (1, 4), (3, 2), (3, 6)],  # single pixels, all area 0
+    [(1, 1), (2, 2), (3, 3), (1, 6), (2, 6), (3, 6)],  # a diagonal line (8-connected) and a vertical one
+    [(2, 5), (1, 1), (2, 2), (1, 3), (5, 5), (4, 6), (5, 7)],  # diagonal touching merges components
+])
+def test_zero_area_ties(cells: list[tuple[int, int]]) -> None:
+    assert_v1_matches_opencv(paint((7, 9), cells))
+
+
+def test_thin_ring_ties_its_own_hole_and_tail() -> None:
+    # A one-pixel diamond ring: outer and hole contours have the same area; a tail widens the outer box only.
+    cells = [(2, 0), (1, 1), (0, 2), (1, 3), (2, 4), (3, 3), (4, 2), (3, 1), (5, 2), (6, 2)]
+    u = paint((8, 6), cells)
+    assert_v1_matches_opencv(u)
+    assert_v1_matches_opencv(np.pad(u, 1))  # away from the border too
+
+
+def test_nested_and_equal_ring_components() -> None:
+    u = np.zeros((16, 20), np.uint8)
+    u[1:10, 1:10] = 120
+    u[3:8, 3:8] = 0
+    u[4:7, 4:7] = 250  # a blob inside the ring's hole
+    u[1:10, 11:20] = 120  # an equal solid square: its area beats the ring's (holes are filled, so tie)
+    u[12:15, 2:5] = 60
+    assert_v1_matches_opencv(u)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_adversarial_maps(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        height, width = (int(v) for v in rng.integers(2, 14, size=2))
+        kind = rng.integers(3)
+        if kind == 0:  # few levels: many equal-area ties
+            u = (rng.integers(0, 3, (height, width)) * 120).astype(np.uint8)
+        elif kind == 1:  # tiles of equal squares
+            u = np.kron(rng.integers(0, 2, ((height + 1) // 2, (width + 1) // 2)), np.ones((2, 2)))
+            u = (u[:height, :width] * 90).astype(np.uint8)
+        else:
+            u = (rng.random((height, width)) * rng.choice([2, 4, 256])).astype(np.uint8)
+        assert_v1_matches_opencv(u)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_both_v1_kernels_agree_with_opencv_where_they_answer(seed: int) -> None:
+    # "largest" leaves NaN where a component with holes could be the largest; "largest_filled" (the sweep on
+    # the hole-filled map) always answers. Rings with blobs inside make both paths work.
+    rng = np.random.default_rng(10 + seed)
+    for _ in range(8):
+        height, width = (int(v) for v in rng.integers(8, 24, size=2))
+        u = (rng.random((height, width)) * 256).astype(np.uint8)
+        for _ in range(2):
+            cy, cx, r = int(rng.integers(height)), int(rng.integers(width)), int(rng.integers(2, 7))
+            cv2.circle(u, (cx, cy), r, int(rng.integers(150, 256)), 1)
+            cv2.circle(u, (cx, cy), r // 3, int(rng.integers(0, 256)), -1)
+        gt = np.array([[int(rng.integers(width // 2)), int(rng.integers(height // 2)), width - 2, height - 1]])
+        expected = opencv_v1(u, gt)
+        offsets = np.array([0, 1])
+        certain = best_iou_per_level_sweep(u[None], gt, offsets, "largest", None, 1)[0]
+        known = ~np.isnan(certain)
+        np.testing.assert_array_equal(certain[known], expected[known])
+        filled = best_iou_per_level_sweep(u[None], gt, offsets, "largest_filled", None, 1)[0]
+        np.testing.assert_array_equal(filled, expected)
+        np.testing.assert_array_equal(F.best_iou_per_level(u[None], [gt], multi_contour=False)[0], expected)
