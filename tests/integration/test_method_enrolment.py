@@ -8,30 +8,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration import test_generalization_benchmark
 from tests.integration.test_ddp_methods import SMALL_METHOD_ARGS, methods
 from wsol_lightning.cli import WSOLCLI
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "generalization.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling _common
-    try:
-        spec = importlib.util.spec_from_file_location("generalization_enrolment", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+bench = test_generalization_benchmark.bench  # the benchmark script loaded as a module (one fixture for both files)
 
 
 def test_every_method_has_a_cpu_recipe_naming_it():

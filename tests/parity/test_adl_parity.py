@@ -10,9 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.parity.wsoleval_cells import check_cell
+from tests.parity.wsoleval_cells import FIXTURES, check_cell
 from wsol_lightning.methods import ADL
 from wsol_lightning.methods.adl.official import convert_official_state_dict
+from wsol_lightning.methods.official import OfficialCheckpointError
+from wsol_lightning.testing import load_fixture, seeded_state_dict
 
 BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16"}
 
@@ -29,3 +31,10 @@ def step(module: ADL, images: torch.Tensor, labels: torch.Tensor, fixture: dict)
 @pytest.mark.parametrize("architecture", list(BACKBONES))
 def test_adl_matches_wsolevaluation(architecture: str) -> None:
     check_cell("adl", architecture, build, step, convert_official_state_dict)
+
+
+def test_checkpoint_of_another_class_count_is_refused_naming_the_key() -> None:
+    fixture = load_fixture(FIXTURES / "adl" / "resnet50.pt")
+    official = {"state_dict": seeded_state_dict(fixture["key_shapes"], fixture["weight_seed"], torch.float32)}
+    with pytest.raises(OfficialCheckpointError, match=r"fc\.weight \(200, 2048\) vs net\.classifier\.weight"):
+        convert_official_state_dict(official, ADL(backbone="resnet50", num_classes=10))
