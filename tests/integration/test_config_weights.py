@@ -45,6 +45,10 @@ PAPER_WEIGHTS: dict[tuple[str, str], str] = {
     # wsol/resnet.py model_urls .../resnet50-19c8e357.pth and wsol/vgg.py .../vgg16-397923af.pth
     **{(m, "resnet50"): "resnet50.tv_in1k" for m in ("has", "cutmix", "adl")},
     **{(m, "vgg16"): "vgg16.tv_in1k" for m in ("has", "cutmix", "adl")},
+    # wsolevaluation/wsol/resnet.py model_urls .../resnet50-19c8e357.pth; vgg.py .../vgg16-397923af.pth;
+    # inception.py model_urls['inception_v3_google'] .../inception_v3_google-1a9a5a14.pth (ACoL and SPG share them)
+    **{(method, arch): f"{arch}.tv_in1k" for method in ("acol", "spg")
+       for arch in ("resnet50", "vgg16", "inception_v3")},
     # ORNet/models/evaluator.py: torchvision models.vgg16(pretrained=True); the library's coarse/refine
     # classifier is that VGG16 (initialised from the evaluator)
     ("ornet", "vgg16"): "vgg16.tv_in1k",

@@ -36,6 +36,8 @@ QUIET_TRAINER = [
 SMALL_METHOD_ARGS: dict[str, list[str]] = {
     "BAS": ["--model.head_channels", "16"],
     "BCAM": ["--model.num_heads", "4"],
+    "ACoL": ["--model.head_width", "32"],
+    "SPG": ["--model.attention_size", "32"],
 }
 
 

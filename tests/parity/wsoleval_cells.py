@@ -76,3 +76,23 @@ def check_cell(method: str, architecture: str, build: Callable[[dict[str, Any]],
         else:
             maps = cams(module, outputs, labels)
         assert_matches(maps, fixture["cams"], RTOL, f"{cell} test CAMs")
+
+
+def step_with_terms(module: WSOLModule, images: torch.Tensor, labels: torch.Tensor,
+                    fixture: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A ``step`` for methods whose fixture stores each loss term (ACoL, SPG): every term is required too."""
+    terms = module.training_losses({"image": images, "label": labels})
+    for name, value in fixture["terms"].items():
+        assert_matches(terms[name], value, RTOL, f"{fixture['cell']} {name}")
+    return terms
+
+
+def cams_with_other_classes(fixture: dict[str, Any]) -> Callable[..., torch.Tensor]:
+    """A ``cams`` readout that also requires the maps of the fixture's ``other_classes`` (ACoL, SPG)."""
+
+    def read(module: WSOLModule, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        other = module.localization_maps(outputs, fixture["other_classes"])
+        assert_matches(other, fixture["cams_other"], RTOL, f"{fixture['cell']} test CAMs of other classes")
+        return module.localization_maps(outputs, labels)
+
+    return read

@@ -1,5 +1,6 @@
-"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines HaS, CutMix, ADL."""
+"""WSOL methods as LightningModules: CAM, BAS, B-CAM, ORNet and the wsolevaluation baselines (HaS ... CutMix)."""
 
+from wsol_lightning.methods.acol import ACoL
 from wsol_lightning.methods.adl import ADL
 from wsol_lightning.methods.bas import BAS
 from wsol_lightning.methods.base import NonFiniteLossError, WSOLModule
@@ -8,5 +9,6 @@ from wsol_lightning.methods.cam import CAM
 from wsol_lightning.methods.cutmix import CutMix
 from wsol_lightning.methods.has import HaS
 from wsol_lightning.methods.ornet import ORNet
+from wsol_lightning.methods.spg import SPG
 
-__all__ = ["ADL", "BAS", "BCAM", "CAM", "CutMix", "HaS", "NonFiniteLossError", "ORNet", "WSOLModule"]
+__all__ = ["ACoL", "ADL", "BAS", "BCAM", "CAM", "CutMix", "HaS", "NonFiniteLossError", "ORNet", "SPG", "WSOLModule"]
