@@ -11,6 +11,7 @@ from wsol_lightning.methods.base import WSOLModule
 from wsol_lightning.methods.cam.loss import classification_loss
 from wsol_lightning.methods.cam.model import CAMNet
 from wsol_lightning.methods.cam.timm_head import TimmCAMNet, preprocess_image, timm_num_classes
+from wsol_lightning.methods.wsoleval import LRGroups, backbone_family, check_lr_groups
 from wsol_lightning.types import WSOLBatch
 
 
@@ -26,13 +27,19 @@ class CAM(WSOLModule):
             average pooling + linear): with timm's class count and weights its logits are timm's and maps
             come without training (see :meth:`from_timm`). ``False`` (default): the wsolevaluation CAM trunk
             (stride surgery, a new head).
+        lr_groups: which parameters train at ``head_lr_mult``. ``"official"`` (default) follows wsolevaluation's
+            ``main.py`` (``_FEATURE_PARAM_LAYER_PATTERNS``): on a ResNet, ``layer4`` and the classifier; on
+            VGG16/InceptionV3, every layer outside the pretrained features (the extra conv and the classifier).
+            ``"new_layers"``: the extra conv and the classifier, whatever the backbone.
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
 
     """
 
     def __init__(self, backbone: str = "resnet50", num_classes: int = 200, pretrained: bool | str = False,
-                 label_smoothing: float = 0.0, timm_head: bool = False, **kwargs: Any) -> None:
+                 label_smoothing: float = 0.0, timm_head: bool = False, lr_groups: LRGroups = "official",
+                 **kwargs: Any) -> None:
         super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
+        check_lr_groups(lr_groups)
         self.net: CAMNet | TimmCAMNet
         if timm_head:
             self.net = TimmCAMNet(backbone, num_classes, pretrained)
@@ -87,7 +94,9 @@ class CAM(WSOLModule):
         return self.net.class_maps(outputs["features"], classes)
 
     def head_modules(self) -> Iterable[nn.Module]:
-        """The extra conv and the classifier are new layers (a kept timm head is pretrained)."""
+        """The modules trained at ``head_lr_mult`` (see ``lr_groups``; a kept timm head is pretrained)."""
         if isinstance(self.net, TimmCAMNet):
             return (self.net.classifier,) if getattr(self, "_new_head", True) else ()
+        if self.hparams.get("lr_groups", "official") == "official" and backbone_family(self.hparams.backbone) == "resnet":
+            return (self.net.trunk.stages[-1], self.net.extra, self.net.classifier)
         return (self.net.extra, self.net.classifier)
