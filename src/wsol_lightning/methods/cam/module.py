@@ -97,6 +97,7 @@ class CAM(WSOLModule):
         """The modules trained at ``head_lr_mult`` (see ``lr_groups``; a kept timm head is pretrained)."""
         if isinstance(self.net, TimmCAMNet):
             return (self.net.classifier,) if getattr(self, "_new_head", True) else ()
-        if self.hparams.get("lr_groups", "official") == "official" and backbone_family(self.hparams.backbone) == "resnet":
+        official = self.hparams.get("lr_groups", "official") == "official"
+        if official and backbone_family(self.hparams.backbone) == "resnet":
             return (self.net.trunk.stages[-1], self.net.extra, self.net.classifier)
         return (self.net.extra, self.net.classifier)
