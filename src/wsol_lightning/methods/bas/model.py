@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F  # noqa: N812
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call
 
