@@ -28,6 +28,22 @@ def leaf_blocks(module: nn.Module) -> list[nn.Module]:
     return [block for child in module for block in leaf_blocks(child)]
 
 
+def recompute_segments(module: nn.Module) -> list[nn.Module]:
+    """:func:`leaf_blocks` grouped so that no segment starts with an in-place layer.
+
+    An in-place activation (``inplace=True``) would overwrite its input, which a segment boundary keeps
+    for the recomputation; it therefore joins the segment before it (stem ``conv, bn, relu`` -> ``conv``,
+    ``bn + relu``).
+    """
+    segments: list[list[nn.Module]] = []
+    for block in leaf_blocks(module):
+        if segments and getattr(block, "inplace", False):
+            segments[-1].append(block)
+        else:
+            segments.append([block])
+    return [group[0] if len(group) == 1 else nn.Sequential(*group) for group in segments]
+
+
 @contextmanager
 def running_stats_restored(module: nn.Module) -> Iterator[None]:
     """Put every BatchNorm buffer of ``module`` back to its value on entry when the block exits."""
@@ -53,7 +69,8 @@ def run_recomputed(blocks: list[nn.Module], x: Tensor) -> Tensor:
     buffers as ``nn.Sequential(*blocks)(x)`` (RNG state is replayed by ``torch.utils.checkpoint``).
 
     Args:
-        blocks: modules applied in order (e.g. :func:`leaf_blocks` of a trunk).
+        blocks: modules applied in order (e.g. :func:`recompute_segments` of a trunk); none may modify
+            its input in place.
         x: input of the first block.
 
     Returns:

@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from wsol_lightning.backbones import build_trunk
 from wsol_lightning.backbones.surgery import pad_inception_v3_mixed_7a
-from wsol_lightning.methods.recompute import leaf_blocks, run_recomputed
+from wsol_lightning.methods.recompute import recompute_segments, run_recomputed
 
 PoolBetween = Literal["max", "none"]
 BackgroundBN = Literal["batch", "running"]
@@ -188,7 +188,7 @@ class BASNet(nn.Module):
 
         """
         if recompute_extractor:
-            mid = run_recomputed(leaf_blocks(self.extractor), images)
+            mid = run_recomputed(recompute_segments(self.extractor), images)
         else:
             mid = self.extractor(images)
         fpm = torch.sigmoid(self.generator(mid) if classes is None else self.class_generator(mid, classes))
