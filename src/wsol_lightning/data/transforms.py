@@ -58,6 +58,7 @@ def train_transform(
         bbox_params=A.BboxParams(
             format="pascal_voc", label_fields=[BOX_FIELD], min_visibility=0.0, clip=True
         ),
+        is_check_shapes=False,  # a JPEG decoded at reduced size keeps its full-size mask (both -> resize)
     )
 
 
