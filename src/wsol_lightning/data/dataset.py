@@ -78,6 +78,12 @@ def read_image_reduced(path: Path, min_size: tuple[int, int] | None) -> tuple[np
         DataError: missing, unreadable or truncated file (named in the message).
 
     """
+    image, size = open_rgb(path, min_size)
+    return np.array(image), size
+
+
+def open_rgb(path: Path, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded RGB PIL image of :func:`read_image_reduced` (no numpy copy) and the file's full size."""
     if not path.is_file():
         raise DataError(f"missing image: {path}")
     try:
@@ -85,7 +91,9 @@ def read_image_reduced(path: Path, min_size: tuple[int, int] | None) -> tuple[np
             size = im.size
             if min_size is not None and im.format == "JPEG":
                 im.draft(im.mode, min_size)
-            return np.array(_to_rgb(im)), size
+            image = _to_rgb(im)
+            image.load()  # decoded while the file is open
+            return image, size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"unreadable or truncated image: {path} ({err})") from err
 
@@ -248,7 +256,11 @@ class WSOLDataset(Dataset):
         idx = self.index
         path = idx.root / idx.image_ids[i]
         draft = self.draft_size if self.train and self.transform is not None else None
-        image, (width, height) = read_image_reduced(path, draft)
+        image: Any
+        if not self.train and isinstance(self.transform, T.EvalTransform):
+            image, (width, height) = open_rgb(path)  # the eval pipeline starts from PIL: no array round trip
+        else:
+            image, (width, height) = read_image_reduced(path, draft)
         known_w, known_h = (int(v) for v in idx.sizes[i])
         if known_w > 0 and (known_w, known_h) != (width, height):
             raise DataError(

@@ -73,3 +73,15 @@ def test_datamodule_drafts_train_only(tmp_path):
     off = OxfordPetsDataModule(pets, val_per_class=1, image_size=32, num_workers=0, train_decode_draft=False)
     off.setup("fit")
     assert off.make_dataset("train").draft_size is None
+
+
+def test_eval_transform_gives_the_same_tensor_from_pil_and_from_an_array(tmp_path):
+    from wsol_lightning.data.dataset import open_rgb
+
+    path = _photo(tmp_path / "a.jpg", 300, 200)
+    image, size = open_rgb(path)
+    transform = T.eval_transform(64)
+    assert size == (300, 200) and image.mode == "RGB"
+    assert transform(image=image)["image"].equal(transform(image=read_image(path))["image"])
+    with pytest.raises(ValueError, match="mode 'L'"):
+        transform(image=image.convert("L"))
