@@ -63,8 +63,9 @@ class BAS(WSOLModule):
         channels_last: run the network in the channels-last memory format (same numbers up to float
             rounding; often faster convolutions on CPU/oneDNN and GPU tensor cores).
         compile: compile F1 (the extractor, most of the step) with ``torch.compile`` (``nn.Module.compile``:
-            state-dict keys unchanged); same numbers up to float rounding; the first steps pay the
-            compilation. Not combined with ``checkpoint_extractor``.
+            state-dict keys unchanged): ``True`` for the default (inductor) backend, or a backend name
+            (``"aot_eager"``, ...); same numbers up to float rounding; the first steps pay the compilation.
+            Not combined with ``checkpoint_extractor``.
         detach_frg_features: stop the gradient of ``L_frg`` into F (the WSSS code does; WSOL code not).
         mid_tap: override the preset's generator tap.
         high_tap: override the preset's classifier tap.
@@ -105,7 +106,7 @@ class BAS(WSOLModule):
         checkpoint_extractor: bool = False,
         generator_gt_only: bool = True,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         detach_frg_features: bool = False,
         mid_tap: int | None = None,
         high_tap: int | None = None,
@@ -147,7 +148,7 @@ class BAS(WSOLModule):
         if compile:
             if checkpoint_extractor:
                 raise ValueError("BAS: compile and checkpoint_extractor cannot be combined; choose one")
-            self.net.extractor.compile()
+            self.net.extractor.compile(**({} if compile is True else {"backend": compile}))
 
     def _input(self, images: Tensor) -> Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
