@@ -5,8 +5,9 @@ Each case runs in its own subprocess (a fresh allocator, nothing shared) that fi
 libraries (torch, timm, wsol_lightning.methods, so the code's own memory is the same in every case), then
 builds its model and optimizer and runs two steps (forward + loss + backward + SGD with momentum, so the
 optimizer state exists). Measured with the kernel's counters: ``ru_maxrss`` (peak resident set) at the end,
-and ``/proc/self/statm`` after the imports and just before the first step. Tensors of this size are
-``mmap``-ed by the allocator and returned on free, so the resident set follows the tensors closely.
+and ``/proc/self/statm`` after the imports and just before the first step. The children run with a fixed
+glibc mmap threshold (``CHILD_ENV``): every tensor above 128 KiB is ``mmap``-ed and returned on free, so
+the resident set follows the live tensors (no allocator cache, the same on every run).
 Two ratios to the bare step are printed, each beside the target:
 
 * ``peak``: whole-process peak RSS over the bare case's (the imports, ~0.5 GiB, count on both sides);
@@ -35,6 +36,9 @@ from pathlib import Path
 from _common import parse_options, verdict
 
 TARGET = 1.5
+#: one thread; glibc serves every allocation above 128 KiB by mmap and returns it on free (a fixed threshold,
+#: not glibc's adaptive one, which made the same case's peak vary by ~100 MiB from run to run)
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
 def rss_mib() -> float:
@@ -107,7 +111,7 @@ def main() -> None:
         out = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--child", case, "--backbone", args.backbone,
              "--size", str(args.size), "--batch", str(args.batch), "--num_classes", str(args.num_classes)],
-            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+            capture_output=True, text=True, env={**os.environ, **CHILD_ENV}, check=False)
         if out.returncode != 0:
             print(f"{case}: failed\n{out.stderr[-3000:]}")
             continue
