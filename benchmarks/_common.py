@@ -75,3 +75,19 @@ def set_threads(threads: int) -> None:
 def verdict(ratio: float, target: float, higher_is_worse: bool = True) -> str:
     ok = ratio <= target if higher_is_worse else ratio >= target
     return f"{'meets' if ok else 'MISSES'} target {'<=' if higher_is_worse else '>='} {target:g}"
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``"a=true,b=3 c=x"`` -> ``{"a": True, "b": 3, "c": "x"}`` (a method's ``__init__`` options)."""
+    options: dict[str, Any] = {}
+    for item in text.replace(",", " ").split():
+        key, _, raw = item.partition("=")
+        value: Any = {"true": True, "false": False}.get(raw.lower(), raw)
+        for cast in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = cast(raw)
+                except ValueError:
+                    pass
+        options[key] = value
+    return options

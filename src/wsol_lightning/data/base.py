@@ -122,6 +122,10 @@ class WSOLDataModule(L.LightningDataModule):
         seed: seed of splits, shuffling and multi-label label choice.
         predict_split: split served by ``predict_dataloader``.
         pin_memory: DataLoader ``pin_memory``.
+        train_decode_draft: decode training JPEGs at reduced size (libjpeg's 1/2, 1/4, 1/8 scaling) when
+            the result still covers the train resize side (faster decoding of large photos, never an
+            upsampling; :func:`~wsol_lightning.data.dataset.read_image_reduced`). Evaluation always
+            decodes at full size (wsolevaluation-exact). ``False``: full-size decoding everywhere.
 
     """
 
@@ -136,6 +140,7 @@ class WSOLDataModule(L.LightningDataModule):
         seed: int = 0,
         predict_split: str = "test",
         pin_memory: bool = False,
+        train_decode_draft: bool = True,
     ) -> None:
         super().__init__()
         check_sizes(image_size, resize_size, batch_size, num_workers)
@@ -148,6 +153,7 @@ class WSOLDataModule(L.LightningDataModule):
         self.seed = seed
         self.predict_split = predict_split
         self.pin_memory = pin_memory
+        self.train_decode_draft = train_decode_draft
         self._class_names: list[str] | None = None
         self.datasets: dict[str, WSOLDataset] = {}
         self.indices: dict[str, DatasetIndex] = {}
@@ -201,8 +207,10 @@ class WSOLDataModule(L.LightningDataModule):
             train = split == "train"
             index = self.index(split)
             transform = self.train_transform() if train else self.eval_transform()
+            side = self.resize_size or T.default_resize(self.image_size)
+            draft = (side, side) if train and self.train_decode_draft else None
             self.datasets[split] = WSOLDataset(
-                index, transform, train=train, skip_bad=self.skip_bad, seed=self.seed
+                index, transform, train=train, skip_bad=self.skip_bad, seed=self.seed, draft_size=draft
             )
         return self.datasets[split]
 

@@ -62,11 +62,39 @@ def read_image(path: Path) -> np.ndarray:
         DataError: missing, unreadable or truncated file (named in the message).
 
     """
+    return read_image_reduced(path, None)[0]
+
+
+def read_image_reduced(path: Path, min_size: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like :func:`read_image`, a JPEG decoded at reduced size when that still covers ``min_size``.
+
+    libjpeg scales by 1/2, 1/4 or 1/8 while decoding (PIL ``Image.draft``): the largest reduction whose
+    result is at least ``min_size = (width, height)`` on both sides is used, so an image later resized to
+    ``min_size`` is never upsampled. Other formats, and ``min_size=None``, decode at full size.
+
+    Returns:
+        The ``(h, w, 3)`` uint8 RGB array and the file's full ``(width, height)``.
+
+    Raises:
+        DataError: missing, unreadable or truncated file (named in the message).
+
+    """
+    image, size = open_rgb(path, min_size)
+    return np.array(image), size
+
+
+def open_rgb(path: Path, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded RGB PIL image of :func:`read_image_reduced` (no numpy copy) and the file's full size."""
     if not path.is_file():
         raise DataError(f"missing image: {path}")
     try:
         with Image.open(path) as im:
-            return np.array(_to_rgb(im))
+            size = im.size
+            if min_size is not None and im.format == "JPEG":
+                im.draft(im.mode, min_size)
+            image = _to_rgb(im)
+            image.load()  # decoded while the file is open
+            return image, size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"unreadable or truncated image: {path} ({err})") from err
 
@@ -112,6 +140,10 @@ class WSOLDataset(Dataset):
         seed: seed of the choice of ``label`` among the positives of multi-label samples: a new,
             reproducible draw at every step in training (from the sampler's per-epoch sample seed, as the
             official BAS WSSS code draws one positive class per step), a fixed one in evaluation.
+        draft_size: training only: decode JPEGs at reduced size while they still cover this
+            ``(width, height)`` (the train resize; :func:`read_image_reduced`); boxes follow the decoded
+            frame, masks stay at full size (the train pipeline resizes them straight to the resize side).
+            ``None``: full-size decoding. Evaluation always decodes at full size.
 
     """
 
@@ -123,8 +155,10 @@ class WSOLDataset(Dataset):
         train: bool = False,
         skip_bad: bool = False,
         seed: int = 0,
+        draft_size: tuple[int, int] | None = None,
     ) -> None:
         self.index = index
+        self.draft_size = draft_size
         self.transform = transform
         self.train = train
         self.skip_bad = skip_bad
@@ -220,8 +254,12 @@ class WSOLDataset(Dataset):
     def _load(self, i: int, step_seed: int | None = None) -> dict[str, Any]:
         idx = self.index
         path = idx.root / idx.image_ids[i]
-        image = read_image(path)
-        height, width = image.shape[:2]
+        draft = self.draft_size if self.train and self.transform is not None else None
+        image: Any
+        if not self.train and isinstance(self.transform, T.EvalTransform):
+            image, (width, height) = open_rgb(path)  # the eval pipeline starts from PIL: no array round trip
+        else:
+            image, (width, height) = read_image_reduced(path, draft)
         known_w, known_h = (int(v) for v in idx.sizes[i])
         if known_w > 0 and (known_w, known_h) != (width, height):
             raise DataError(
@@ -237,7 +275,10 @@ class WSOLDataset(Dataset):
         if self.transform is None:
             tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
         elif self.train:
-            kwargs: dict[str, Any] = {"image": image, "bboxes": T.to_albu_boxes(boxes)}
+            albu_boxes = T.to_albu_boxes(boxes)
+            if image.shape[:2] != (height, width):  # decoded at reduced size: boxes into its frame
+                albu_boxes *= np.array([image.shape[1] / width, image.shape[0] / height] * 2, dtype=np.float32)
+            kwargs: dict[str, Any] = {"image": image, "bboxes": albu_boxes}
             kwargs[T.BOX_FIELD] = np.zeros(len(boxes), dtype=np.int64)
             if mask is not None:
                 kwargs["mask"] = mask

@@ -58,14 +58,16 @@ def train_transform(
         bbox_params=A.BboxParams(
             format="pascal_voc", label_fields=[BOX_FIELD], min_visibility=0.0, clip=True
         ),
+        is_check_shapes=False,  # a JPEG decoded at reduced size keeps its full-size mask (both -> resize)
     )
 
 
 class EvalTransform:
     """wsolevaluation's eval loader: ``Resize((size, size))`` on PIL -> ``ToTensor`` -> ``Normalize``.
 
-    Called like an albumentations pipeline, ``t(image=array)["image"]``, with an ``(H, W, 3)`` uint8 RGB array;
-    returns a float32 ``(3, size, size)`` tensor.
+    Called like an albumentations pipeline, ``t(image=array)["image"]``, with an ``(H, W, 3)`` uint8 RGB array
+    or an RGB PIL image (what the dataset passes: no array round trip); returns a float32 ``(3, size, size)``
+    tensor, the same for both.
     """
 
     def __init__(self, image_size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
@@ -79,8 +81,12 @@ class EvalTransform:
             transforms.Normalize(mean, std),
         ])
 
-    def __call__(self, image: np.ndarray, **_: object) -> dict[str, torch.Tensor]:
+    def __call__(self, image: np.ndarray | Image.Image, **_: object) -> dict[str, torch.Tensor]:
         """Return ``{"image": (3, size, size) float32}`` for an ``(H, W, 3)`` uint8 RGB ``image``."""
+        if isinstance(image, Image.Image):
+            if image.mode != "RGB":
+                raise ValueError(f"eval images must be RGB; got a PIL image in mode {image.mode!r}")
+            return {"image": self.pipeline(image)}
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"eval images must be (H, W, 3) uint8 RGB arrays; got {image.dtype} {image.shape}")
         return {"image": self.pipeline(Image.fromarray(image))}

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from wsol_lightning.backbones import build_trunk
 from wsol_lightning.backbones.surgery import pad_inception_v3_mixed_7a
+from wsol_lightning.methods.recompute import recompute_segments, run_recomputed
 
 PoolBetween = Literal["max", "none"]
 BackgroundBN = Literal["batch", "running"]
@@ -169,18 +171,42 @@ class BASNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, classes: Tensor | None = None,
+                recompute_extractor: bool = False) -> dict[str, Tensor]:
         """Run F1, G and F2 (no background branch) on ``(B, 3, H, W)`` images.
 
+        Args:
+            images: ``(B, 3, H, W)``.
+            classes: ``(B,)`` int64: run the generator for these classes only (training reads ``M_y`` alone;
+                same numbers, 1/C of the generator's work). ``None``: every class.
+            recompute_extractor: keep only F1's block boundaries for backward and recompute the blocks
+                there (:func:`~wsol_lightning.methods.recompute.run_recomputed`; same numbers).
+
         Returns:
-            ``mid`` X ``(B, K, H', W')``, ``fpm`` M ``(B, C, H', W')`` in [0, 1], ``cams`` F
-            ``(B, C, h, w)`` and ``logits`` S ``(B, C)``.
+            ``mid`` X ``(B, K, H', W')``, ``fpm`` M ``(B, C, H', W')`` in [0, 1] (``(B, H', W')`` = ``M_y``
+            when ``classes`` is given), ``cams`` F ``(B, C, h, w)`` and ``logits`` S ``(B, C)``.
 
         """
-        mid = self.extractor(images)
-        fpm = torch.sigmoid(self.generator(mid))
+        if recompute_extractor:
+            mid = run_recomputed(recompute_segments(self.extractor), images)
+        else:
+            mid = self.extractor(images)
+        fpm = torch.sigmoid(self.generator(mid) if classes is None else self.class_generator(mid, classes))
         cams = self.tail(mid)
         return {"mid": mid, "fpm": fpm, "cams": cams, "logits": cams.mean(dim=(2, 3))}
+
+    def class_generator(self, mid: Tensor, classes: Tensor) -> Tensor:
+        """The generator's pre-sigmoid map of one class per sample: ``(B, H', W')`` from ``(B, K, H', W')``.
+
+        One grouped convolution (a group per sample, with that sample's class filter), so the gradient
+        reaches only the filters of ``classes``, as through the full map followed by a gather.
+        """
+        batch, channels, height, width = mid.shape
+        conv = self.generator
+        bias = None if conv.bias is None else conv.bias[classes]
+        out = F.conv2d(mid.reshape(1, batch * channels, height, width), conv.weight[classes], bias,
+                       conv.stride, conv.padding, conv.dilation, groups=batch)
+        return out.view(batch, *out.shape[-2:])
 
     def background_logits(self, mid: Tensor, foreground: Tensor, bn_mode: BackgroundBN = "batch",
                           checkpoint: bool = False) -> Tensor:

@@ -54,6 +54,18 @@ class BAS(WSOLModule):
             running statistics not updated) or ``"running"``.
         checkpoint_background: recompute the background branch in backward instead of storing its
             activations (lower peak memory, about one more F2 forward per step; same gradients).
+        checkpoint_extractor: recompute F1 block by block in backward, keeping only the block boundaries
+            (the largest saving: layer3 at stride 1 holds most activations; one more F1 forward per step;
+            same losses, gradients and BatchNorm statistics).
+        generator_gt_only: in training run the generator for the GT class only, the only map the losses
+            read (same losses and gradients; 1/C of the generator's work). ``False``: every class, as the
+            official code.
+        channels_last: run the network in the channels-last memory format (same numbers up to float
+            rounding; often faster convolutions on CPU/oneDNN and GPU tensor cores).
+        compile: compile F1 (the extractor, most of the step) with ``torch.compile`` (``nn.Module.compile``:
+            state-dict keys unchanged): ``True`` for the default (inductor) backend, or a backend name
+            (``"aot_eager"``, ...); same numbers up to float rounding; the first steps pay the compilation.
+            Not combined with ``checkpoint_extractor``.
         detach_frg_features: stop the gradient of ``L_frg`` into F (the WSSS code does; WSOL code not).
         mid_tap: override the preset's generator tap.
         high_tap: override the preset's classifier tap.
@@ -91,6 +103,10 @@ class BAS(WSOLModule):
         multilabel: bool = False,
         background_bn: BackgroundBN = "batch",
         checkpoint_background: bool = False,
+        checkpoint_extractor: bool = False,
+        generator_gt_only: bool = True,
+        channels_last: bool = False,
+        compile: bool | str = False,
         detach_frg_features: bool = False,
         mid_tap: int | None = None,
         high_tap: int | None = None,
@@ -127,18 +143,28 @@ class BAS(WSOLModule):
             stride_one_taps=stride_one_taps, pool_between=pool_between, head_channels=head_channels,
             head_convs=head_convs, final_relu=variant == "cvpr", head_bias=head_bias, act_layer=backbone_act,
         )
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            if checkpoint_extractor:
+                raise ValueError("BAS: compile and checkpoint_extractor cannot be combined; choose one")
+            self.net.extractor.compile(**({} if compile is True else {"backend": compile}))
+
+    def _input(self, images: Tensor) -> Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Return ``mid``, ``fpm``, ``cams`` and ``logits`` (no background branch, no label needed)."""
-        return self.net(images)
+        return self.net(self._input(images))
 
     def training_losses(self, batch: WSOLBatch) -> dict[str, Tensor]:
         """Compute the four BAS terms on the GT class ``batch["label"]`` and their sum."""
         hp = self.hparams
         labels = batch["label"]
-        outputs = self(batch["image"])
+        outputs = self.net(self._input(batch["image"]), classes=labels if hp.generator_gt_only else None,
+                           recompute_extractor=hp.checkpoint_extractor)
         logits, cams = outputs["logits"], outputs["cams"]
-        foreground = gather_class(outputs["fpm"], labels)  # (B, H', W') = M_y
+        foreground = outputs["fpm"] if hp.generator_gt_only else gather_class(outputs["fpm"], labels)  # M_y
         background = self.net.background_logits(outputs["mid"], foreground, hp.background_bn,
                                                   checkpoint=hp.checkpoint_background)
         if hp.multilabel:
@@ -175,4 +201,4 @@ class BAS(WSOLModule):
     @torch.no_grad()
     def class_maps(self, images: Tensor) -> Tensor:
         """FPMs of every class ``(B, C, H', W')`` (e.g. WSSS seeds: keep the image's positive classes)."""
-        return self.net(images)["fpm"]
+        return self.net(self._input(images))["fpm"]
