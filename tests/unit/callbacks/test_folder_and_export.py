@@ -50,7 +50,12 @@ def test_image_folder_datamodule_serves_unlabelled_images_with_their_sizes(tmp_p
 
 def build(name: str) -> L.LightningModule:
     torch.manual_seed(0)
-    model = getattr(methods, name)(backbone="test_resnet", num_classes=3, pretrained=False)
+    cls = getattr(methods, name)
+    try:
+        model = cls(backbone="test_resnet", num_classes=3, pretrained=False)
+    except ValueError as error:  # methods cut for the reference's families only (SPG): the smallest ResNet
+        assert "test_resnet" in str(error), error
+        model = cls(backbone="resnet10t", num_classes=3, pretrained=False)
     model.operating_threshold.fill_(0.37)
     return model.eval()
 
