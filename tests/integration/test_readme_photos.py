@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import shared_dir
+from tests.images import record_overlay_labels
 from tests.readme import bash_commands, section
 from wsol_lightning.callbacks import render
 from wsol_lightning.cli import WSOLCLI, main
@@ -59,14 +60,7 @@ def test_readme_your_own_photos_section_runs_as_written(tmp_path: Path, syntheti
     assert "wsol fit: outputs\n  run directory: runs/cam_synthetic\n" in fit_report
     assert f"checkpoints: {(tmp_path / 'runs' / 'cam_synthetic' / 'checkpoints').resolve()} (last.ckpt)" in fit_report
 
-    labels: list[str] = []
-    draw = render.prediction_overlay
-
-    def spy(image, scoremap, threshold, label, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        labels.append(label)
-        return draw(image, scoremap, threshold, label, *args, **kwargs)
-
-    monkeypatch.setattr(render, "prediction_overlay", spy)
+    labels = record_overlay_labels(monkeypatch)
     monkeypatch.setattr(sys, "argv", command)  # exactly what the shell hands the console script
     main()
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.images import write_photo_folder
-from wsol_lightning.callbacks import render
+from tests.images import record_overlay_labels, write_photo_folder
 from wsol_lightning.cli import WSOLCLI
 from wsol_lightning.data.folder import ImageFolderDataModule
 from wsol_lightning.data.synthetic import class_names
@@ -46,14 +45,7 @@ def photos(root: Path, sizes: list[tuple[int, int]]) -> Path:
 def predict(checkpoint: Path, data: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
             *extra: str) -> tuple[WSOLCLI, list[str]]:
     """Run the one-command predict; return the CLI and every overlay label drawn."""
-    labels: list[str] = []
-    draw = render.prediction_overlay
-
-    def spy(image, scoremap, threshold, label, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        labels.append(label)
-        return draw(image, scoremap, threshold, label, *args, **kwargs)
-
-    monkeypatch.setattr(render, "prediction_overlay", spy)
+    labels = record_overlay_labels(monkeypatch)
     cli = WSOLCLI(args=["predict", "--ckpt_path", str(checkpoint), "--data.data_dir", str(data),
                         "--data.num_workers", "0",
                         "--trainer.callbacks+=wsol_lightning.callbacks.COCOPredictionWriter",

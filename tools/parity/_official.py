@@ -10,7 +10,12 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
@@ -91,3 +96,25 @@ def load_package(directory: Path, name: str) -> types.ModuleType:
     package.__path__ = [str(directory)]  # type: ignore[attr-defined]
     sys.modules[name] = package
     return package
+
+
+def gradient_record(model: torch.nn.Module, keep_slice: Callable[[str], bool],
+                    slice_len: int) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor]]:
+    """Gradient norms of every parameter that has a gradient, and slices of some.
+
+    Returns the parameter names (in order), their gradient norms ``(P,)``, and the first ``slice_len``
+    gradient values of the parameters ``keep_slice`` accepts.
+    """
+    import torch
+
+    names: list[str] = []
+    norms: list[torch.Tensor] = []
+    slices: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            continue
+        names.append(name)
+        norms.append(param.grad.norm())
+        if keep_slice(name):
+            slices[name] = param.grad.flatten()[:slice_len].clone()
+    return names, torch.stack(norms), slices

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _official import import_from
+from _official import gradient_record, import_from
 from torch import Tensor, nn
 
 from wsol_lightning.testing import key_shapes_of, seeded_state_dict
@@ -121,15 +121,8 @@ def fixed_attr(owner: Any, name: str, value: Any) -> Iterator[None]:
 
 def grad_record(model: nn.Module, slice_names: Sequence[str] = ()) -> dict[str, Any]:
     """Gradient norm of every parameter that has one (official names, in order) and slices of ``slice_names``."""
-    names, norms, slices = [], [], {}
-    for name, param in model.named_parameters():
-        if param.grad is None:
-            continue
-        names.append(name)
-        norms.append(param.grad.norm())
-        if name in slice_names:
-            slices[name] = param.grad.flatten()[:SLICE_LEN].clone()
-    return {"grad_names": names, "grad_norms": torch.stack(norms), "grad_slices": slices}
+    names, norms, slices = gradient_record(model, lambda name: name in slice_names, SLICE_LEN)
+    return {"grad_names": names, "grad_norms": norms, "grad_slices": slices}
 
 
 def test_cams(model: nn.Module, images: Tensor, labels: Tensor, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _official import gradient_record
 from torch import Tensor, nn
 
 from wsol_lightning.testing import key_shapes_of, save_fixture, seeded_inputs, seeded_state_dict
@@ -98,16 +99,8 @@ def _fixed_choice(module: types.ModuleType, indices: list[int]) -> None:
 
 
 def _grad_record(model: nn.Module) -> tuple[list[str], Tensor, dict[str, Tensor]]:
-    names, norms, slices = [], [], {}
-    for name, param in model.named_parameters():
-        if param.grad is None:
-            continue
-        names.append(name)
-        norms.append(param.grad.norm())
-        if name.endswith(SLICE_SUFFIXES) or name in ("conv1.weight", "conv1_1.weight", "model.0.0.weight",
-                                                     "Conv2d_1a_3x3.conv.weight"):
-            slices[name] = param.grad.flatten()[:SLICE_LEN].clone()
-    return names, torch.stack(norms), slices
+    first_convs = ("conv1.weight", "conv1_1.weight", "model.0.0.weight", "Conv2d_1a_3x3.conv.weight")
+    return gradient_record(model, lambda name: name.endswith(SLICE_SUFFIXES) or name in first_convs, SLICE_LEN)
 
 
 def _wsol_cell(cell: str, module: types.ModuleType, model: nn.Module, images: Tensor,
