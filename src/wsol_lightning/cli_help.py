@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "predict": "maps, boxes, masks of a folder, a photo or a split from a checkpoint: COCO JSON, overlays",
     "eval": "score maps made elsewhere (.npy/.png) against COCO or wsolevaluation ground truth",
     "export": "a checkpoint for use without Lightning: ONNX, safetensors + config, Hub-style folder",
-    "convert": "turn the authors' released checkpoint (BAS, B-CAM, ORNet) into one `wsol test` reads",
+    "convert": "turn an official released checkpoint (BAS, B-CAM, ORNet, wsolevaluation) into one `wsol test` reads",
 }
 
 EXAMPLES = (
@@ -34,8 +34,9 @@ def top_level_help(prog: str = "wsol") -> str:
         f"usage: {prog} {{{','.join(SUBCOMMANDS)}}} [options]",
         "",
         "Weakly supervised object localization on PyTorch Lightning: train a classifier from image-level labels",
-        "only and get object maps, boxes and masks out of it (CAM, BAS, B-CAM, ORNet on timm backbones), scored",
-        "with metrics that match wsolevaluation number for number.",
+        "only and get object maps, boxes and masks out of it (BAS, B-CAM, ORNet and the wsolevaluation baselines",
+        "CAM, HaS, ACoL, SPG, ADL, CutMix on timm backbones), scored with metrics that match wsolevaluation",
+        "number for number.",
         "",
         "subcommands:",
         *(f"  {name:<{width}}{text}" for name, text in SUBCOMMANDS.items()),
