@@ -34,7 +34,7 @@ from torch import nn
 
 from wsol_lightning.atomic import atomic_open
 from wsol_lightning.checkpoints import CheckpointError, checkpoint_hparams, read_checkpoint
-from wsol_lightning.methods.pretrained import resolve_class
+from wsol_lightning.methods.pretrained import plain, resolve_class
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -56,10 +56,6 @@ def resolve_method_class(class_path: str, source: str | Path) -> type:
     from wsol_lightning.methods import WSOLModule  # also imports every built-in method
 
     return resolve_class(class_path, source, WSOLModule, CheckpointError)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
 def network_of(method: nn.Module) -> nn.Module:
@@ -97,7 +93,7 @@ def export_network(method: nn.Module | str | Path, output_dir: str | Path,
         "format_version": FORMAT_VERSION,
         "method": _class_path(method),
         "network": _class_path(net),
-        "hparams": _jsonable(hparams),
+        "hparams": plain(hparams),
         "operating_threshold": threshold,
         "class_names": class_names,
         "weights": WEIGHTS,
@@ -134,25 +130,19 @@ def load_checkpoint(path: str | Path, method_class: type | None = None,
     return method_class.load_from_checkpoint(str(path), map_location=map_location, weights_only=True).eval()
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """Read the ``config.json`` of an export folder."""
-    config = json.loads((Path(path) / CONFIG).read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported export format {config.get('format_version')}")
-    return config
-
-
 def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the whole method from an export folder (weights loaded, eval mode, threshold restored).
 
     A ``save_pretrained`` / ``wsol export --format safetensors`` folder (format 2) is read by
     :meth:`~wsol_lightning.methods.WSOLModule.from_pretrained`.
     """
-    if json.loads((Path(path) / CONFIG).read_text()).get("format_version") == 2:
+    config = json.loads((Path(path) / CONFIG).read_text())
+    if config.get("format_version") == 2:
         from wsol_lightning.methods import WSOLModule
 
         return WSOLModule.from_pretrained(path, map_location=map_location)
-    config = read_config(path)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported export format {config.get('format_version')}")
     hparams = {k: v for k, v in config["hparams"].items() if not k.startswith("_")}
     hparams["pretrained"] = False  # the exported weights replace any pretrained ones
     method = resolve_method_class(config["method"], Path(path) / CONFIG)(**hparams)

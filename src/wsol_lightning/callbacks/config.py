@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 
-
-def _jsonable(value: Any) -> Any:
-    """Return the config as plain JSON types (paths and other objects become strings)."""
-    return json.loads(json.dumps(value, default=str))
+from wsol_lightning.methods.pretrained import plain
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -30,6 +24,6 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         model = config.get("model")
         if isinstance(model, dict) and "num_classes" in pl_module.hparams:  # linked from data at instantiation
             model.setdefault("init_args", {})["num_classes"] = int(pl_module.hparams.num_classes)
-        payload = {"config": _jsonable(config)}
+        payload = {"config": plain(config)}
         for logger in trainer.loggers:
             logger.log_hyperparams(payload)

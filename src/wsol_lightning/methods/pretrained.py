@@ -42,8 +42,8 @@ class PretrainedError(ValueError):
 
 
 def plain(value: Any) -> Any:
-    """``value`` as JSON types (tuples as lists, paths and other objects as strings)."""
-    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+    """``value`` as JSON types (tuples as lists, as ``json`` writes them; paths and other objects as strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def resolve_class(class_path: str, source: str | Path, base: type,
