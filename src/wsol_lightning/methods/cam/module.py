@@ -97,7 +97,6 @@ class CAM(WSOLModule):
         """The modules trained at ``head_lr_mult`` (see ``lr_groups``; a kept timm head is pretrained)."""
         if isinstance(self.net, TimmCAMNet):
             return (self.net.classifier,) if getattr(self, "_new_head", True) else ()
-        official = self.hparams.get("lr_groups", "official") == "official"
-        if official and backbone_family(self.hparams.backbone) == "resnet":
+        if self.hparams.lr_groups == "official" and backbone_family(self.hparams.backbone) == "resnet":
             return (self.net.trunk.stages[-1], self.net.extra, self.net.classifier)
         return (self.net.extra, self.net.classifier)
