@@ -1,4 +1,4 @@
-"""Pieces the wsolevaluation re-implementations share (ACoL, SPG, and CAM's ``lr_groups``; Choe et al.).
+"""Pieces the wsolevaluation re-implementations share (ACoL, SPG, CAM's InceptionV3 pool, ``lr_groups``).
 
 The reference re-implements every baseline on three backbones and cuts each one the same way for every
 method: ResNet50 with layer4 at stride 1 (layer3 too with ``large_feature_map``), VGG16 without pool5 and
