@@ -81,8 +81,9 @@ class CAMNet(nn.Module):
         stride_one_taps: override the preset's stride-1 stages.
         num_taps: override the preset's number of stages.
         extra_conv: override the preset's extra conv channels (0 = none).
-        large_feature_map: the reference's ``large_feature_map``: ResNet layer3 at stride 1 too, no max-pool
-            after Mixed_5d on InceptionV3 (28x28 maps at 224 instead of 14x14); no effect on other trunks.
+        large_feature_map: the reference's ``large_feature_map`` (28x28 maps at 224 instead of 14x14): ResNet
+            layer3 at stride 1 too, VGG without pool4 (its ``'28x28'`` layer list), InceptionV3 without the
+            max-pool after Mixed_5d; no effect on other trunks.
         head_dropout: dropout rate of the InceptionV3 head (reference ``InceptionCam``: 0.5; ``InceptionAdl``
             has none); unused on other trunks.
 
@@ -97,8 +98,8 @@ class CAMNet(nn.Module):
         preset = cam_preset(backbone)
         if stride_one_taps is None:
             stride_one_taps = preset.stride_one_taps
-            if large_feature_map and backbone_family(backbone) == "resnet":
-                stride_one_taps = (3, 4)
+            if large_feature_map:
+                stride_one_taps = {"resnet": (3, 4), "vgg": (4,)}.get(backbone_family(backbone), stride_one_taps)
         self.trunk = build_trunk(backbone, pretrained, stride_one_taps=stride_one_taps,
                                  num_taps=preset.num_taps if num_taps is None else num_taps)
         channels = self.trunk.channels[-1]

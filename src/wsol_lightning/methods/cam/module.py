@@ -33,7 +33,7 @@ class CAM(WSOLModule):
             ``"new_layers"``: the extra conv and the classifier, whatever the backbone. (On InceptionV3 the
             two coincide: ``Mixed*`` and ``Conv2d_*`` at the base lr, the head and the 1x1 classifier at x10.)
         large_feature_map: the reference's ``--large_feature_map`` (28x28 maps at 224 instead of 14x14 on
-            ResNet50 and InceptionV3; see :class:`CAMNet`).
+            ResNet50, VGG16 and InceptionV3; see :class:`CAMNet`).
         head_dropout: dropout of the InceptionV3 head (``InceptionCam``: 0.5); unused on other backbones.
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
 

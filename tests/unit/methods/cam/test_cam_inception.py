@@ -57,6 +57,10 @@ def test_large_feature_map_drops_the_pool_after_mixed_5d() -> None:
     resnet = CAM(backbone="resnet18", num_classes=5, large_feature_map=True).eval()
     with torch.no_grad():
         assert resnet(torch.zeros(1, 3, 64, 64))["features"].shape[-2:] == (8, 8)  # layer3 at stride 1 too
+    vgg = CAM(backbone="vgg11", num_classes=5, large_feature_map=True).eval()
+    assert sum(isinstance(m, nn.MaxPool2d) for m in vgg.net.trunk.modules()) == 3  # no pool4 (nor pool5)
+    with torch.no_grad():
+        assert vgg(torch.zeros(1, 3, 64, 64))["features"].shape[-2:] == (8, 8)
 
 
 def test_adl_is_inception_adl(cam: CAM) -> None:
