@@ -50,9 +50,7 @@ CASES: dict[str, tuple[type[WSOLModule], str, KeyMap]] = {
 }
 
 
-#: (method, architecture) cells with a fixture (ACoL and SPG have none on InceptionV3)
-CELLS = [(m, a) for a in ("resnet50", "vgg16", "inception_v3") for m in CASES
-         if a != "inception_v3" or m in ("cam", "has", "cutmix", "adl")]
+CELLS = [(m, a) for a in ("resnet50", "vgg16", "inception_v3") for m in CASES]
 
 
 @pytest.mark.parametrize(("method", "architecture"), CELLS)
