@@ -11,7 +11,7 @@ over its own key/shape list. One training step runs through the reference's own 
 outputs with the official term functions (ACoL: the two cross-entropies; SPG: ``_get_loss_attention`` x 3).
 Then the eval logits and the test CAMs (``return_cam=True``) for the labels and for other classes, with fresh
 weights. The methods have no randomness on these backbones except the three ``F.dropout`` calls of
-``InceptionSpg``'s head, whose masks come from :class:`SeededDropout` of a stored seed. A fixture keeps the
+``InceptionSpg``'s head, whose masks come from ``SeededDropout`` of a stored seed. A fixture keeps the
 key/shape list, the seeds, the loss and its terms, every parameter's gradient norm, gradient slices, the eval
 logits and the CAMs: no weights, no official code. The six files are about 200 KiB in all.
 """
@@ -27,27 +27,22 @@ from typing import Any
 import torch
 from _official import FIXTURES, import_from, stub_munch
 from _wsoleval import (
+    DROPOUT_SEED,
+    IMAGE_SIZES,
     build_model,
-    fixed_attr,
     fixture_header,
     grad_record,
     load_wsol,
-    proxy,
     seed_model,
     seeded_batch,
+    seeded_inception_dropout,
     test_cams,
 )
 from torch import Tensor, nn
 
-from wsol_lightning.testing import SeededDropout
-
 NUM_CLASSES = 200
 SPG_THRESHOLDS = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
 ARCHITECTURES = ("resnet50", "vgg16", "inception_v3")
-#: input side per architecture (InceptionV3 at 96 px: 6x6 maps after its 3x3/2 pool, fast cells)
-IMAGE_SIZES = {"resnet50": 224, "vgg16": 224, "inception_v3": 96}
-#: seed of InceptionSpg's dropout masks (three ``F.dropout`` calls per forward, in order)
-DROPOUT_SEED = 2468
 #: official parameters whose first gradient values are stored, per method
 SLICES = {
     "acol": ("classifier_A.0.weight", "classifier_B.0.weight", "classifier_B.4.bias", "layer4.2.conv3.weight"),
@@ -103,8 +98,7 @@ def cell(clone: Path, wsol: types.ModuleType, method: str, architecture: str) ->
     size = IMAGE_SIZES[architecture]
     images, labels = seeded_batch(NUM_CLASSES, size=size)
     other = torch.randint(0, NUM_CLASSES, labels.shape, generator=torch.Generator().manual_seed(4321))
-    inception = sys.modules["wsol.inception"]
-    with fixed_attr(inception, "F", proxy(inception.F, dropout=SeededDropout(DROPOUT_SEED))):
+    with seeded_inception_dropout():
         loss, out = trainer_step(clone, model, method, images, labels)
     dropout = {"dropout_seed": DROPOUT_SEED} if (architecture, method) == ("inception_v3", "spg") else {}
     terms = {k: v.detach() for k, v in loss_terms(method, out, labels).items()}

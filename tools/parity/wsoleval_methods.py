@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from _official import FIXTURES, import_from, stub_munch
 from _wsoleval import (
+    DROPOUT_SEED,
+    IMAGE_SIZES,
     build_model,
     draws,
     fixed_attr,
@@ -39,24 +41,21 @@ from _wsoleval import (
     proxy,
     seed_model,
     seeded_batch,
+    seeded_inception_dropout,
     test_cams,
 )
 
-from wsol_lightning.testing import SeededDropout, save_fixture
+from wsol_lightning.testing import save_fixture
 
 NUM_CLASSES = 200
 ARCHITECTURES = ("resnet50", "vgg16", "inception_v3")
 METHODS = ("has", "cutmix", "adl", "cam")
 #: the architectures of each method (CAM's ResNet50/VGG16 network is checked by the HaS cells)
 METHOD_ARCHITECTURES = {"has": ARCHITECTURES, "cutmix": ARCHITECTURES, "adl": ARCHITECTURES, "cam": ("inception_v3",)}
-#: input side per architecture: InceptionV3 at 96 px (6x6 maps after its 3x3/2 pool) keeps the cells fast.
-IMAGE_SIZES = {"resnet50": 224, "vgg16": 224, "inception_v3": 96}
 #: HaS cells: the reference's default grid (4 px, divides 224) on ResNet50; grids that leave a narrower last
 #: row/column (36 px: 6 x 36 + 8 on VGG16; 20 px: 4 x 20 + 16 on InceptionV3 at 96).
 HAS_ARGS = {"resnet50": (4, 0.5), "vgg16": (36, 0.5), "inception_v3": (20, 0.5)}
 HAS_SEED = 4321
-#: seed of the InceptionV3 head's dropout masks (three ``F.dropout`` calls per forward, in order)
-DROPOUT_SEED = 2468
 #: CutMix draws: coin (mixed since prob 1 > coin), lam, permutation, box centre (dim 2, dim 3).
 CUTMIX_DRAWS = {"resnet50": (0.3, 0.62, [1, 0], (40, 190)), "vgg16": (0.8, 0.35, [1, 0], (120, 100)),
                 "inception_v3": (0.5, 0.45, [1, 0], (30, 70))}
@@ -118,9 +117,7 @@ def run_cell(wsol: types.ModuleType, main: types.ModuleType, method: str, archit
     size = IMAGE_SIZES[architecture]
     images, labels = seeded_batch(NUM_CLASSES, size=size)
     model.train()
-    inception = sys.modules["wsol.inception"]
-    dropout = SeededDropout(DROPOUT_SEED)
-    with fixed_attr(inception, "F", proxy(inception.F, dropout=dropout)):
+    with seeded_inception_dropout():
         loss, record = _reference_step(main, model, method, architecture, images, labels)
     if architecture == "inception_v3" and arch_type == "cam":
         record["dropout_seed"] = DROPOUT_SEED
