@@ -124,18 +124,19 @@ def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndar
 @njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
                   holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
-                  parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
-                  euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray, pos: np.ndarray,
-                  out: np.ndarray) -> bool:
+                  label: np.ndarray, parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray,
+                  first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
+                  pos: np.ndarray, out: np.ndarray) -> bool:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
     :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on. Returns whether
     some scored level has a component with a hole (else the hole sweep has nothing to add). Holes: values 0 up to
-    254, 4-connected, the frame one set (root 0, so large it stays root, never active); ``out[v]`` is the
-    best IoU over the other sets' hole boxes (grown by one pixel). Arrays are passed one by one (a tuple of
-    arrays costs a reference count per call in numba).
+    254, 4-connected, the frame one set (id 0, so large it stays root, never active); ``out[v]`` is the
+    best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
+    by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
+    by id). Arrays are passed one by one (a tuple of arrays costs a reference count per call in numba).
     """
     wp = width + 2
     offs = ring_offsets(wp)
@@ -144,15 +145,18 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     euler4 = NO_AREA if holes else EULER4
     grow = 1 if holes else 0
     holed = False
-    if holes:
+    n_ids = 0
+    if holes:  # the frame is set 0, so large it stays a root and is never active
         n = (height + 2) * wp
         for x in range(wp):
-            parent[x] = 0
-            parent[n - 1 - x] = 0
+            label[x] = 0
+            label[n - 1 - x] = 0
         for y in range(height + 2):
-            parent[y * wp] = 0
-            parent[y * wp + wp - 1] = 0
+            label[y * wp] = 0
+            label[y * wp + wp - 1] = 0
+        parent[0] = 0
         size[0] = n + 1
+        n_ids = 1
     n_active = 0
     for step in range(NUM_LEVELS - 1):
         v = step if holes else NUM_LEVELS - 1 - step
@@ -161,25 +165,28 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             m = mask[p]
             px, py = ox[k], oy[k]
             groups = reps[m, 0]
-            if groups == 0:  # a new component (or hole)
-                parent[p] = p
-                size[p] = 1
-                area[p] = 0
-                euler[p] = 4
-                first[p] = p
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-                dirty[p] = True
-                active[n_active] = p
-                pos[p] = n_active
+            if groups == 0:  # a new component (or hole): the next set id
+                r = n_ids
+                n_ids += 1
+                label[p] = r
+                parent[r] = r
+                size[r] = 1
+                area[r] = 0
+                euler[r] = 4
+                first[r] = p
+                box[r, 0], box[r, 1], box[r, 2], box[r, 3] = px, py, px, py
+                dirty[r] = True
+                active[n_active] = r
+                pos[r] = n_active
                 n_active += 1
                 continue
-            root = find(parent, p + offs[reps[m, 1]])
+            root = find(parent, label[p + offs[reps[m, 1]]])
             for j in range(2, groups + 1):
-                r = find(parent, p + offs[reps[m, j]])
+                r = find(parent, label[p + offs[reps[m, j]]])
                 if r != root:
                     root, gone = link(parent, size, box, area, first, euler, root, r)
                     n_active = remove_active(active, pos, n_active, gone)  # never the frame (largest set)
-            parent[p] = root
+            label[p] = root
             size[root] += 1
             if not holes:  # the hole sweep needs boxes only; the tree sweep needs the Euler number only
                 euler[root] += euler4[m]
@@ -213,7 +220,8 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     """Fill ``out[b]`` ``(256,)`` for images ``first_image, first_image + step, ...`` of ``maps`` ``(B, H, W)``."""
     height, width = maps.shape[1], maps.shape[2]
     n = (height + 2) * (width + 2)
-    parent, size, box = np.empty(n, np.int32), np.zeros(n, np.int32), np.zeros((n, 4), np.int32)
+    label, parent, size = np.empty(n, np.int32), np.empty(n, np.int32), np.zeros(n, np.int32)
+    box = np.zeros((n, 4), np.int32)
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
     euler = np.zeros(n, np.int64)
     dirty, active, pos = np.zeros(n, np.bool_), np.empty(n, np.int32), np.full(n, -1, np.int32)
@@ -232,11 +240,11 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
         holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
-                              width, parent, size, box, area, first, euler, score, dirty, active, pos, fg)
+                              width, label, parent, size, box, area, first, euler, score, dirty, active, pos, fg)
         holes[:] = 0.0
         if mode == 0 and holed:
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
-                          parent, size, box, area, first, euler, score, dirty, active, pos, holes)
+                          label, parent, size, box, area, first, euler, score, dirty, active, pos, holes)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
