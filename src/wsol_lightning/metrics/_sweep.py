@@ -124,7 +124,7 @@ def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndar
 @njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
                   holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
-                  label: np.ndarray, parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray,
+                  label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
                   pos: np.ndarray, out: np.ndarray) -> bool:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
@@ -133,7 +133,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
     :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on. Returns whether
     some scored level has a component with a hole (else the hole sweep has nothing to add). Holes: values 0 up to
-    254, 4-connected, the frame one set (id 0, so large it stays root, never active); ``out[v]`` is the
+    254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
     best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
     by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
     by id). Arrays are passed one by one (a tuple of arrays costs a reference count per call in numba).
@@ -155,7 +155,6 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             label[y * wp] = 0
             label[y * wp + wp - 1] = 0
         parent[0] = 0
-        size[0] = n + 1
         n_ids = 1
     n_active = 0
     for step in range(NUM_LEVELS - 1):
@@ -170,7 +169,6 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                 n_ids += 1
                 label[p] = r
                 parent[r] = r
-                size[r] = 1
                 area[r] = 0
                 euler[r] = 4
                 first[r] = p
@@ -184,20 +182,33 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             for j in range(2, groups + 1):
                 r = find(parent, label[p + offs[reps[m, j]]])
                 if r != root:
-                    root, gone = link(parent, size, box, area, first, euler, root, r)
-                    n_active = remove_active(active, pos, n_active, gone)  # never the frame (largest set)
+                    root, gone = link(parent, box, area, first, euler, root, r)
+                    dirty[root] = True
+                    n_active = remove_active(active, pos, n_active, gone)  # never the frame (set 0)
             label[p] = root
-            size[root] += 1
             if not holes:  # the hole sweep needs boxes only; the tree sweep needs the Euler number only
-                euler[root] += euler4[m]
+                e = euler4[m]
+                if e != 0:
+                    euler[root] += e
                 if largest:
-                    area[root] += area2[m]
-                    first[root] = min(first[root], p)
-            box[root, 0] = min(box[root, 0], px)
-            box[root, 1] = min(box[root, 1], py)
-            box[root, 2] = max(box[root, 2], px)
-            box[root, 3] = max(box[root, 3], py)
-            dirty[root] = True
+                    a = area2[m]
+                    if a != 0:
+                        area[root] += a
+                    if p < first[root]:
+                        first[root] = p
+            # Compare first, store rarely: a pixel seldom widens its set's box (no store-to-load chain).
+            if px < box[root, 0]:
+                box[root, 0] = px
+                dirty[root] = True
+            elif px > box[root, 2]:
+                box[root, 2] = px
+                dirty[root] = True
+            if py < box[root, 1]:
+                box[root, 1] = py
+                dirty[root] = True
+            elif py > box[root, 3]:
+                box[root, 3] = py
+                dirty[root] = True
         level = v if holes else v - 1
         if not want[level] or n_active == 0:
             continue
@@ -220,7 +231,7 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     """Fill ``out[b]`` ``(256,)`` for images ``first_image, first_image + step, ...`` of ``maps`` ``(B, H, W)``."""
     height, width = maps.shape[1], maps.shape[2]
     n = (height + 2) * (width + 2)
-    label, parent, size = np.empty(n, np.int32), np.empty(n, np.int32), np.zeros(n, np.int32)
+    label, parent = np.empty(n, np.int32), np.empty(n, np.int32)
     box = np.zeros((n, 4), np.int32)
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
     euler = np.zeros(n, np.int64)
@@ -240,11 +251,11 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
         holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
-                              width, label, parent, size, box, area, first, euler, score, dirty, active, pos, fg)
+                              width, label, parent, box, area, first, euler, score, dirty, active, pos, fg)
         holes[:] = 0.0
         if mode == 0 and holed:
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
-                          label, parent, size, box, area, first, euler, score, dirty, active, pos, holes)
+                          label, parent, box, area, first, euler, score, dirty, active, pos, holes)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
