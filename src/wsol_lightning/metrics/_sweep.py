@@ -126,13 +126,14 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                   holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
-                  pos: np.ndarray, out: np.ndarray) -> bool:
+                  pos: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
-    :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on. Returns whether
-    some scored level has a component with a hole (else the hole sweep has nothing to add). Holes: values 0 up to
+    :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
+    ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add at
+    that level). The sweep stops after the last wanted level. Holes: values 0 up to
     254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
     best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
     by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
@@ -144,7 +145,10 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     area2 = NO_AREA if holes else AREA2
     euler4 = NO_AREA if holes else EULER4
     grow = 1 if holes else 0
-    holed = False
+    last = -1  # the last step whose level is wanted
+    for step in range(NUM_LEVELS - 1):
+        if want[step if holes else NUM_LEVELS - 2 - step]:
+            last = step
     n_ids = 0
     if holes:  # the frame is set 0, so large it stays a root and is never active
         n = (height + 2) * wp
@@ -157,7 +161,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         parent[0] = 0
         n_ids = 1
     n_active = 0
-    for step in range(NUM_LEVELS - 1):
+    for step in range(last + 1):
         v = step if holes else NUM_LEVELS - 1 - step
         for k in range(starts[v], starts[v + 1]):
             p = order[k]
@@ -216,13 +220,14 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             best = _largest(active, n_active, area, euler, first, box)
             out[level] = np.nan if best < 0 else _score(best, grow, box, dirty, score, height, width, gt)
         else:
-            top = 0.0
+            top, with_hole = 0.0, False
             for i in range(n_active):
                 r = active[i]
                 top = max(top, _score(r, grow, box, dirty, score, height, width, gt))
-                holed = holed or euler[r] != 4
+                with_hole = with_hole or euler[r] != 4
             out[level] = top
-    return holed
+            if not holes:
+                holed[level] = with_hole
 
 
 @njit(cache=True, nogil=True)
@@ -241,7 +246,7 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     starts = np.zeros(NUM_LEVELS + 1, np.int64)
     mask_fg, mask_bg = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
     filled, head = np.empty((height, width), np.uint8), np.empty(NUM_LEVELS, np.int32)
-    fg, holes = np.empty(NUM_LEVELS), np.empty(NUM_LEVELS)
+    fg, holes, holed = np.empty(NUM_LEVELS), np.empty(NUM_LEVELS), np.zeros(NUM_LEVELS, np.bool_)
     for b in range(first_image, maps.shape[0], step):
         u = maps[b]
         boxes = gt[gt_offsets[b]:gt_offsets[b + 1]]
@@ -250,12 +255,13 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
-        holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
-                              width, label, parent, box, area, first, euler, score, dirty, active, pos, fg)
+        holed[:] = False
+        _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
+                      width, label, parent, box, area, first, euler, score, dirty, active, pos, fg, holed)
         holes[:] = 0.0
-        if mode == 0 and holed:
-            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
-                          label, parent, box, area, first, euler, score, dirty, active, pos, holes)
+        if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
+            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, holed, boxes, height, width,
+                          label, parent, box, area, first, euler, score, dirty, active, pos, holes, holed)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
