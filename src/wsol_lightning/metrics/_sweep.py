@@ -122,8 +122,17 @@ def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndar
 
 
 @njit(cache=True, nogil=True)
+def _steps(want: np.ndarray, holes: bool) -> int:
+    """How many values a sweep must switch on to reach its last wanted level (0 when none is wanted)."""
+    for step in range(NUM_LEVELS - 2, -1, -1):
+        if want[step if holes else NUM_LEVELS - 2 - step]:
+            return step + 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
-                  holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
+                  holes: bool, largest: bool, steps: int, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
                   pos: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
@@ -133,7 +142,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
     :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
     ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add at
-    that level). The sweep stops after the last wanted level. Holes: values 0 up to
+    that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to
     254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
     best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
     by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
@@ -145,10 +154,6 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     area2 = NO_AREA if holes else AREA2
     euler4 = NO_AREA if holes else EULER4
     grow = 1 if holes else 0
-    last = -1  # the last step whose level is wanted
-    for step in range(NUM_LEVELS - 1):
-        if want[step if holes else NUM_LEVELS - 2 - step]:
-            last = step
     n_ids = 0
     if holes:  # the frame is set 0, so large it stays a root and is never active
         n = (height + 2) * wp
@@ -161,7 +166,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         parent[0] = 0
         n_ids = 1
     n_active = 0
-    for step in range(last + 1):
+    for step in range(steps):
         v = step if holes else NUM_LEVELS - 1 - step
         for k in range(starts[v], starts[v + 1]):
             p = order[k]
@@ -256,11 +261,12 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
         holed[:] = False
-        _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
+        steps = NUM_LEVELS - 1 if mode == 3 else _steps(want[b], False)  # the floor labels every level
+        _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, steps, want[b], boxes, height,
                       width, label, parent, box, area, first, euler, score, dirty, active, pos, fg, holed)
         holes[:] = 0.0
         if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
-            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, holed, boxes, height, width,
+            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height, width,
                           label, parent, box, area, first, euler, score, dirty, active, pos, holes, holed)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
