@@ -251,12 +251,13 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     starts = np.zeros(NUM_LEVELS + 1, np.int64)
     mask_fg, mask_bg = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
     filled, head = np.empty((height, width), np.uint8), np.empty(NUM_LEVELS, np.int32)
+    seen, value = np.empty(n, np.bool_), np.empty(n, np.uint8)
     fg, holes, holed = np.empty(NUM_LEVELS), np.empty(NUM_LEVELS), np.zeros(NUM_LEVELS, np.bool_)
     for b in range(first_image, maps.shape[0], step):
         u = maps[b]
         boxes = gt[gt_offsets[b]:gt_offsets[b + 1]]
         if mode == 1 or mode == 4:  # the top-level components are those of the hole-filled map
-            fill_holes_uint8(u, filled, head, order)
+            fill_holes_uint8(u, filled, head, label, seen, value)  # label: a work array here
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
