@@ -45,6 +45,7 @@ import torch
 from numba import njit
 
 from wsol_lightning.metrics._fill import fill_holes_uint8
+from wsol_lightning.metrics._scoring import best_of_active, box_best_iou, largest_root, score_of, touch
 from wsol_lightning.metrics._unionfind import (
     AREA2,
     EULER4,
@@ -65,63 +66,6 @@ MODES = {"tree": 0, "external": 1, "largest": 2, "one_pass": 3, "largest_filled"
 
 
 @njit(cache=True, nogil=True)
-def box_best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
-    """Best inclusive (+1) IoU of one box against ``gt`` ``(n, 4)`` int64 boxes (0.0 when n = 0)."""
-    best = 0.0
-    area_a = (x1 - x0 + 1) * (y1 - y0 + 1)
-    for g in range(gt.shape[0]):
-        iw = max(min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1, 0)
-        ih = max(min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1, 0)
-        inter = iw * ih
-        denom = area_a + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
-        iou = inter / denom if denom > 0 else 0.0
-        if iou > best:
-            best = iou
-    return best
-
-
-@njit(cache=True, nogil=True)
-def _score(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.ndarray, height: int, width: int,
-           gt: np.ndarray) -> float:
-    """Cached best IoU of root ``r``'s wsolevaluation box (padded box; ``grow`` 1 for a hole)."""
-    if dirty[r]:
-        x0, y0 = box[r, 0] - 1 - grow, box[r, 1] - 1 - grow
-        x1 = min(box[r, 2] + grow, width - 1)  # (x_max - 1 + grow) + 1 back from padded coordinates
-        y1 = min(box[r, 3] + grow, height - 1)
-        score[r] = box_best_iou(x0, y0, x1, y1, gt)
-        dirty[r] = False
-    return score[r]
-
-
-@njit(cache=True, nogil=True)
-def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-             box: np.ndarray) -> int:
-    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.
-
-    A root without hole (``euler == 4``) has filled area ``area`` exactly; a root with holes lies between
-    ``area`` and its box's area ``2 (w - 1) (h - 1)`` (half pixels). With ``top`` the largest lower bound,
-    the roots whose upper bound reaches ``top`` are the candidates: one candidate wins; several hole-free
-    candidates of area ``top`` tie and the one whose first pixel comes last wins; otherwise -1 (an
-    OpenCV call decides that level).
-    """
-    top = 0
-    for i in range(n_active):
-        top = max(top, area[active[i]])
-    best, candidates, exact = -1, 0, True
-    for i in range(n_active):
-        r = active[i]
-        hole_free = euler[r] == 4
-        high = area[r] if hole_free else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
-        if high < top:
-            continue
-        candidates += 1
-        exact = exact and hole_free and area[r] == top
-        if best < 0 or first[r] > first[best]:
-            best = r
-    return best if candidates == 1 or exact else -1
-
-
-@njit(cache=True, nogil=True)
 def _steps(want: np.ndarray, holes: bool) -> int:
     """How many values a sweep must switch on to reach its last wanted level (0 when none is wanted)."""
     for step in range(NUM_LEVELS - 2, -1, -1):
@@ -135,18 +79,20 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                   holes: bool, largest: bool, steps: int, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
-                  pos: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
+                  pos: np.ndarray, touched: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
-    :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
+    :func:`.largest_root` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
     ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add at
     that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to
     254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
     best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
     by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
-    by id). Arrays are passed one by one (a tuple of arrays costs a reference count per call in numba).
+    by id). V2 scores incrementally (:func:`.best_of_active`) and tells holes from the summed Euler number of
+    all live sets (it has holes iff the sum is below 4 per set). Arrays are passed one by one (a tuple of
+    arrays costs a reference count per call in numba).
     """
     wp = width + 2
     offs = ring_offsets(wp)
@@ -164,8 +110,9 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             label[y * wp] = 0
             label[y * wp + wp - 1] = 0
         parent[0] = 0
+        pos[0] = -1  # the frame may be touched (merges, boxes) but is never scored
         n_ids = 1
-    n_active = 0
+    n_active, n_touched, euler_sum, held, held_by = 0, 0, 0, 0.0, -1
     for step in range(steps):
         v = step if holes else NUM_LEVELS - 1 - step
         for k in range(starts[v], starts[v + 1]):
@@ -182,7 +129,9 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                 euler[r] = 4
                 first[r] = p
                 box[r, 0], box[r, 1], box[r, 2], box[r, 3] = px, py, px, py
-                dirty[r] = True
+                dirty[r] = False
+                n_touched = touch(r, dirty, touched, n_touched)
+                euler_sum += 4
                 active[n_active] = r
                 pos[r] = n_active
                 n_active += 1
@@ -192,12 +141,13 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                 r = find(parent, label[p + offs[reps[m, j]]])
                 if r != root:
                     root, gone = link(parent, box, area, first, euler, root, r)
-                    dirty[root] = True
+                    n_touched = touch(root, dirty, touched, n_touched)
                     n_active = remove_active(active, pos, n_active, gone)  # never the frame (set 0)
             label[p] = root
-            if not holes:  # the hole sweep needs boxes only; the tree sweep needs the Euler number only
+            if not holes:  # the hole sweep needs boxes only; the tree sweep needs the summed Euler number only
                 e = euler4[m]
-                if e != 0:
+                euler_sum += e
+                if largest and e != 0:
                     euler[root] += e
                 if largest:
                     a = area2[m]
@@ -208,31 +158,29 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
             # Compare first, store rarely: a pixel seldom widens its set's box (no store-to-load chain).
             if px < box[root, 0]:
                 box[root, 0] = px
-                dirty[root] = True
+                n_touched = touch(root, dirty, touched, n_touched)
             elif px > box[root, 2]:
                 box[root, 2] = px
-                dirty[root] = True
+                n_touched = touch(root, dirty, touched, n_touched)
             if py < box[root, 1]:
                 box[root, 1] = py
-                dirty[root] = True
+                n_touched = touch(root, dirty, touched, n_touched)
             elif py > box[root, 3]:
                 box[root, 3] = py
-                dirty[root] = True
+                n_touched = touch(root, dirty, touched, n_touched)
         level = v if holes else v - 1
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = _largest(active, n_active, area, euler, first, box)
-            out[level] = np.nan if best < 0 else _score(best, grow, box, dirty, score, height, width, gt)
+            best = largest_root(active, n_active, area, euler, first, box)
+            out[level] = np.nan if best < 0 else score_of(best, grow, box, dirty, score, height, width, gt)
         else:
-            top, with_hole = 0.0, False
-            for i in range(n_active):
-                r = active[i]
-                top = max(top, _score(r, grow, box, dirty, score, height, width, gt))
-                with_hole = with_hole or euler[r] != 4
-            out[level] = top
+            held, held_by = best_of_active(active, n_active, touched, n_touched, pos, held_by, held, grow, box, dirty,
+                                           score, height, width, gt)
+            out[level] = held
             if not holes:
-                holed[level] = with_hole
+                holed[level] = euler_sum < 4 * n_active
+        n_touched = 0
 
 
 @njit(cache=True, nogil=True)
@@ -246,6 +194,7 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
     euler = np.zeros(n, np.int64)
     dirty, active, pos = np.zeros(n, np.bool_), np.empty(n, np.int32), np.full(n, -1, np.int32)
+    touched = np.empty(n, np.int32)
     order = np.empty(height * width, np.int32)
     ox, oy = np.empty(height * width, np.int16), np.empty(height * width, np.int16)
     starts = np.zeros(NUM_LEVELS + 1, np.int64)
@@ -264,11 +213,12 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
         holed[:] = False
         steps = NUM_LEVELS - 1 if mode == 3 else _steps(want[b], False)  # the floor labels every level
         _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, steps, want[b], boxes, height,
-                      width, label, parent, box, area, first, euler, score, dirty, active, pos, fg, holed)
+                      width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, fg, holed)
         holes[:] = 0.0
         if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
-            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height, width,
-                          label, parent, box, area, first, euler, score, dirty, active, pos, holes, holed)
+            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height,
+                          width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, holes,
+                          holed)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
