@@ -5,6 +5,7 @@
 * V2 rescans only the sets touched since the last scored level while the set holding the best IoU is
   unchanged (not merged away, box not widened).
 * The hole-filled map (``_fill``) is a padded priority flood.
+* V1's OpenCV settling asks ``RETR_EXTERNAL``: its first largest contour must be ``RETR_TREE``'s.
 
 Every expected value comes from OpenCV (``functional.boxes_from_map``: ``findContours`` at one level) or, for
 the fill, from ``cv2.floodFill`` of each binary level.
@@ -124,3 +125,22 @@ def test_fill_holes_equals_per_level_flood_fill(seed: int) -> None:
         for level in range(256):
             np.testing.assert_array_equal(filled > level, flood_filled((u > level).astype(np.uint8)),
                                           err_msg=str((u.tolist(), level)))
+
+
+def test_external_and_tree_pick_the_same_largest_contour() -> None:
+    # Equal squares, one-pixel rings (hole contour tying the outer one), single pixels: many ties.
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        height, width = (int(v) for v in rng.integers(4, 20, size=2))
+        u = np.zeros((height, width), np.uint8)
+        for _ in range(int(rng.integers(1, 6))):
+            y, x, side = int(rng.integers(height)), int(rng.integers(width)), int(rng.integers(1, 4))
+            kind = int(rng.integers(3))
+            if kind == 0:
+                u[y:y + side, x:x + side] = 200
+            elif kind == 1:
+                cv2.rectangle(u, (x, y), (x + side + 1, y + side + 1), 200, 1)
+            else:
+                u[y, x] = 200
+        np.testing.assert_array_equal(F.boxes_from_map(u, 100, multi_contour=False, outer_only=True),
+                                      F.boxes_from_map(u, 100, multi_contour=False), err_msg=str(u.tolist()))
