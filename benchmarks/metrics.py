@@ -41,7 +41,7 @@ from _common import machine, verdict
 from wsol_lightning.metrics import MaxBoxAcc
 from wsol_lightning.metrics._checks import check_boxes
 from wsol_lightning.metrics._sweep import NUM_LEVELS, best_iou_per_level_sweep
-from wsol_lightning.metrics.functional import cam_thresholds, quantize_maps
+from wsol_lightning.metrics.functional import cam_thresholds, quantize_maps, threshold_levels
 
 TARGETS = {0.001: 100.0, 0.01: 20.0}
 FLOOR_TARGET = 2.0
@@ -126,6 +126,19 @@ def sweep_only(maps: np.ndarray, boxes: list[np.ndarray], interval: float, multi
     return best_iou_per_level_sweep(u, gt, offsets, "tree" if multi else "largest", want, num_threads=1)
 
 
+def mean_run(maps: np.ndarray, interval: float | None) -> float:
+    """Mean length (pixels) of the maximal horizontal runs of equal uint8 value, or of equal scored bin.
+
+    The scored bin of ``U`` is the number of grid levels ``int(t * 255)`` below it: two pixels in the same
+    bin are on together at every scored level, so a run of one bin could be one union-find node.
+    """
+    u = quantize_maps(maps)
+    if interval is not None:
+        u = np.searchsorted(np.unique(threshold_levels(interval)), u, side="left")
+    runs = (u[:, :, 1:] != u[:, :, :-1]).sum() + u.shape[0] * u.shape[1]
+    return u.size / runs
+
+
 def run_family(args: argparse.Namespace, evaluation: Any, grid: int) -> None:
     """Print the floor and one row per mode and interval for the maps upsampled from ``grid x grid``."""
     n = args.images
@@ -133,6 +146,8 @@ def run_family(args: argparse.Namespace, evaluation: Any, grid: int) -> None:
     t_floor = best_time(one_pass, args.repeat, maps, boxes)[0] / n
     print(f"\nfamily {grid}x{grid} -> 224x224: one-pass floor (quantise + one 8-connected union-find "
           f"labelling pass): {1e3 * t_floor:.3f} ms/img; {machine().rsplit('; ', 1)[1]}")
+    print(f"mean horizontal run: {mean_run(maps, None):.2f} px of equal uint8 value, "
+          + ", ".join(f"{mean_run(maps, i):.2f} px of equal scored bin at {i}" for i in args.intervals))
     print(f"{'mode':<4} {'interval':>8} {'reference ms':>12} {'ours ms':>8} {'sweep ms':>8} {'ratio':>8}  "
           f"{'target':<22} {'ours/floor':>10}  target")
     for mode in args.modes:
