@@ -13,7 +13,9 @@ the image, the contours of a binary image are exactly:
 Foreground components only merge as the level falls, background components only merge as it rises, so a
 union-find sweep over the pixels sorted by value (255 down to 1 for the foreground, 0 up to 254 for the
 background) meets every component of every level, keeping each root's box (V2: all 256 levels for about
-two labelling passes).
+two labelling passes). A sweep stops after its last wanted level; V2's hole sweep runs only when, and only
+up to where, the foreground sweep saw a hole at a wanted level (the Euler number summed over all live
+sets is below 4 per set). Scoring helpers live in :mod:`._scoring`.
 
 **V1** keeps only ``max(contours, key=cv2.contourArea)``. ``contourArea`` is the shoelace area of the
 traced polygon through boundary-pixel centres: for an outer contour it is the area of the component
