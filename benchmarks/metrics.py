@@ -1,10 +1,10 @@
 """MaxBoxAcc V1 and V2 per image, single thread, side by side with the real wsolevaluation evaluator.
 
-Maps: random ``g x g`` grids (one family per ``--grids`` entry: 14 by default, as VGG16/InceptionV3 CAMs
-at 224 px; 7, as ResNet50 without stride tweaks; 28, as ResNet50 with the wsolevaluation layer-4 stride 1),
-bicubic-upsampled to 224x224 and min-max normalised (what a CAM looks like after the protocol's resize).
-GT: one to three random boxes per image. For each mode (V2: IoU 30/50/70,
-every contour; V1: IoU 50, largest contour) and interval, the script times
+Maps: random ``g x g`` grids, one family per ``--grids`` entry (default 14, 7 and 28: VGG16/InceptionV3
+CAMs at 224 px, a plain ResNet50, the wsolevaluation ResNet50 with a stride-1 layer 4), bicubic-upsampled
+to 224x224 and min-max normalised (what a CAM looks like after the protocol's resize). GT: one to three
+random boxes per image. For each family, mode (V2: IoU 30/50/70, every contour; V1: IoU 50, largest
+contour) and interval, the script times
 
 * ``reference``: clovaai/wsolevaluation's own ``BoxEvaluator.accumulate`` (imported from the clone given
   by ``--reference``, run unchanged; only ``np.float`` is restored in memory for numpy >= 1.24 and a
@@ -14,7 +14,7 @@ every contour; V1: IoU 50, largest contour) and interval, the script times
 * ``sweep``: the sweep kernel alone on the quantised maps (V1: before the levels it leaves to OpenCV), so
   ``ours - sweep`` is validation, quantisation, the V1 OpenCV settling and the counters.
 
-and checks that the reference's per-threshold hit counters equal ours before printing anything.
+and checks that the reference's per-threshold hit counters equal ours before printing each row.
 Everything runs on one thread (torch, OpenCV, the sweep); times are this process's CPU time per image.
 Targets (issue 16): ours >= 100x the reference at interval 0.001 and >= 20x at 0.01; ours <= 2x the
 one-pass floor.
