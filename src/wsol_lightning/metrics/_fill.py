@@ -22,41 +22,57 @@ NUM_LEVELS = 256
 
 
 @njit(cache=True, nogil=True)
-def fill_holes_uint8(u: np.ndarray, out: np.ndarray, head: np.ndarray, nxt: np.ndarray) -> None:
+def fill_holes_uint8(u: np.ndarray, out: np.ndarray, head: np.ndarray, nxt: np.ndarray, seen: np.ndarray,
+                     val: np.ndarray) -> None:
     """Write the hole-filled map of ``u`` into ``out`` (both ``(H, W)`` uint8).
 
-    ``head`` ``(256,)`` and ``nxt`` ``(H * W,)`` int32 are work arrays (overwritten). Each pixel enters
-    the queue once, when first reached; it takes ``max(current level, U(p))``, and the border pixels
-    start at their own value (their path to the zero frame is themselves).
+    Work arrays (overwritten): ``head`` ``(256,)`` int32 and, on the padded grid (pixel ``(y, x)`` at
+    ``(y + 1) * (W + 2) + x + 1``; the frame starts seen, so there are no bounds checks), ``nxt`` int32,
+    ``seen`` bool and ``val`` uint8, each ``((H + 2) * (W + 2),)``. Each pixel is reached once and takes
+    ``max(current level, U(p))``; the border pixels start at their own value (their path to the zero frame
+    is themselves). A reached pixel at or below the current level is flooded at once from a stack; a
+    higher one waits in its level's bucket.
     """
     height, width = u.shape
+    wp = width + 2
     head[:] = -1
-    seen = np.zeros(height * width, np.bool_)
+    seen[:] = True
+    for y in range(height):
+        row = (y + 1) * wp + 1
+        for x in range(width):
+            val[row + x] = u[y, x]
+            seen[row + x] = False
     for y in range(height):
         for x in range(width):
             if y == 0 or x == 0 or y == height - 1 or x == width - 1:
-                p = y * width + x
-                seen[p] = True
-                k = u[y, x]
-                nxt[p] = head[k]
-                head[k] = p
+                q = (y + 1) * wp + x + 1
+                seen[q] = True
+                nxt[q] = head[val[q]]
+                head[val[q]] = q
+    stack = np.empty(height * width, np.int32)
     for k in range(NUM_LEVELS):
         while head[k] != -1:
-            p = head[k]
-            head[k] = nxt[p]
-            y, x = p // width, p % width
-            out[y, x] = k
-            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-                qy, qx = y + dy, x + dx
-                if qy < 0 or qx < 0 or qy >= height or qx >= width:
-                    continue
-                q = qy * width + qx
-                if seen[q]:
-                    continue
-                seen[q] = True
-                key = max(k, u[qy, qx])
-                nxt[q] = head[key]
-                head[key] = q
+            stack[0] = head[k]
+            head[k] = nxt[head[k]]
+            top = 1
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                val[p] = k
+                for d in (-wp, wp, -1, 1):
+                    q = p + d
+                    if not seen[q]:
+                        seen[q] = True
+                        if val[q] <= k:
+                            stack[top] = q
+                            top += 1
+                        else:
+                            nxt[q] = head[val[q]]
+                            head[val[q]] = q
+    for y in range(height):
+        row = (y + 1) * wp + 1
+        for x in range(width):
+            out[y, x] = val[row + x]
 
 
 def fill_holes(maps_uint8: np.ndarray) -> np.ndarray:
@@ -66,7 +82,9 @@ def fill_holes(maps_uint8: np.ndarray) -> np.ndarray:
     if u.shape[1] == 0 or u.shape[2] == 0:
         return out
     head = np.empty(NUM_LEVELS, np.int32)
-    nxt = np.empty(u.shape[1] * u.shape[2], np.int32)
+    nxt = np.empty((u.shape[1] + 2) * (u.shape[2] + 2), np.int32)
+    seen = np.empty(nxt.shape[0], np.bool_)
+    val = np.empty(nxt.shape[0], np.uint8)
     for b in range(u.shape[0]):
-        fill_holes_uint8(u[b], out[b], head, nxt)
+        fill_holes_uint8(u[b], out[b], head, nxt, seen, val)
     return out

@@ -13,7 +13,9 @@ the image, the contours of a binary image are exactly:
 Foreground components only merge as the level falls, background components only merge as it rises, so a
 union-find sweep over the pixels sorted by value (255 down to 1 for the foreground, 0 up to 254 for the
 background) meets every component of every level, keeping each root's box (V2: all 256 levels for about
-two labelling passes).
+two labelling passes). A sweep stops after its last wanted level; V2's hole sweep runs only when, and only
+up to where, the foreground sweep saw a hole at a wanted level (the Euler number summed over all live
+sets is below 4 per set). Scoring helpers live in :mod:`._scoring`.
 
 **V1** keeps only ``max(contours, key=cv2.contourArea)``. ``contourArea`` is the shoelace area of the
 traced polygon through boundary-pixel centres: for an outer contour it is the area of the component
@@ -45,6 +47,7 @@ import torch
 from numba import njit
 
 from wsol_lightning.metrics._fill import fill_holes_uint8
+from wsol_lightning.metrics._scoring import best_of_active, box_best_iou, largest_root, score_of, touch
 from wsol_lightning.metrics._unionfind import (
     AREA2,
     EULER4,
@@ -65,76 +68,32 @@ MODES = {"tree": 0, "external": 1, "largest": 2, "one_pass": 3, "largest_filled"
 
 
 @njit(cache=True, nogil=True)
-def box_best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
-    """Best inclusive (+1) IoU of one box against ``gt`` ``(n, 4)`` int64 boxes (0.0 when n = 0)."""
-    best = 0.0
-    area_a = (x1 - x0 + 1) * (y1 - y0 + 1)
-    for g in range(gt.shape[0]):
-        iw = max(min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1, 0)
-        ih = max(min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1, 0)
-        inter = iw * ih
-        denom = area_a + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
-        iou = inter / denom if denom > 0 else 0.0
-        if iou > best:
-            best = iou
-    return best
-
-
-@njit(cache=True, nogil=True)
-def _score(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.ndarray, height: int, width: int,
-           gt: np.ndarray) -> float:
-    """Cached best IoU of root ``r``'s wsolevaluation box (padded box; ``grow`` 1 for a hole)."""
-    if dirty[r]:
-        x0, y0 = box[r, 0] - 1 - grow, box[r, 1] - 1 - grow
-        x1 = min(box[r, 2] + grow, width - 1)  # (x_max - 1 + grow) + 1 back from padded coordinates
-        y1 = min(box[r, 3] + grow, height - 1)
-        score[r] = box_best_iou(x0, y0, x1, y1, gt)
-        dirty[r] = False
-    return score[r]
-
-
-@njit(cache=True, nogil=True)
-def _largest(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-             box: np.ndarray) -> int:
-    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.
-
-    A root without hole (``euler == 4``) has filled area ``area`` exactly; a root with holes lies between
-    ``area`` and its box's area ``2 (w - 1) (h - 1)`` (half pixels). With ``top`` the largest lower bound,
-    the roots whose upper bound reaches ``top`` are the candidates: one candidate wins; several hole-free
-    candidates of area ``top`` tie and the one whose first pixel comes last wins; otherwise -1 (an
-    OpenCV call decides that level).
-    """
-    top = 0
-    for i in range(n_active):
-        top = max(top, area[active[i]])
-    best, candidates, exact = -1, 0, True
-    for i in range(n_active):
-        r = active[i]
-        hole_free = euler[r] == 4
-        high = area[r] if hole_free else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
-        if high < top:
-            continue
-        candidates += 1
-        exact = exact and hole_free and area[r] == top
-        if best < 0 or first[r] > first[best]:
-            best = r
-    return best if candidates == 1 or exact else -1
+def _steps(want: np.ndarray, holes: bool) -> int:
+    """How many values a sweep must switch on to reach its last wanted level (0 when none is wanted)."""
+    for step in range(NUM_LEVELS - 2, -1, -1):
+        if want[step if holes else NUM_LEVELS - 2 - step]:
+            return step + 1
+    return 0
 
 
 @njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
-                  holes: bool, largest: bool, want: np.ndarray, gt: np.ndarray, height: int, width: int,
-                  parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
-                  euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray, pos: np.ndarray,
-                  out: np.ndarray) -> bool:
+                  holes: bool, largest: bool, steps: int, want: np.ndarray, gt: np.ndarray, height: int, width: int,
+                  label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
+                  first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
+                  pos: np.ndarray, touched: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
-    :func:`_largest` picks, NaN where it is unsure), left untouched where nothing is on. Returns whether
-    some scored level has a component with a hole (else the hole sweep has nothing to add). Holes: values 0 up to
-    254, 4-connected, the frame one set (root 0, so large it stays root, never active); ``out[v]`` is the
-    best IoU over the other sets' hole boxes (grown by one pixel). Arrays are passed one by one (a tuple of
+    :func:`.largest_root` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
+    ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add at
+    that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to
+    254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
+    best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
+    by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
+    by id). V2 scores incrementally (:func:`.best_of_active`) and tells holes from the summed Euler number of
+    all live sets (it has holes iff the sum is below 4 per set). Arrays are passed one by one (a tuple of
     arrays costs a reference count per call in numba).
     """
     wp = width + 2
@@ -143,68 +102,87 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
     area2 = NO_AREA if holes else AREA2
     euler4 = NO_AREA if holes else EULER4
     grow = 1 if holes else 0
-    holed = False
-    if holes:
+    n_ids = 0
+    if holes:  # the frame is set 0, so large it stays a root and is never active
         n = (height + 2) * wp
         for x in range(wp):
-            parent[x] = 0
-            parent[n - 1 - x] = 0
+            label[x] = 0
+            label[n - 1 - x] = 0
         for y in range(height + 2):
-            parent[y * wp] = 0
-            parent[y * wp + wp - 1] = 0
-        size[0] = n + 1
-    n_active = 0
-    for step in range(NUM_LEVELS - 1):
+            label[y * wp] = 0
+            label[y * wp + wp - 1] = 0
+        parent[0] = 0
+        pos[0] = -1  # the frame may be touched (merges, boxes) but is never scored
+        n_ids = 1
+    n_active, n_touched, euler_sum, held, held_by = 0, 0, 0, 0.0, -1
+    for step in range(steps):
         v = step if holes else NUM_LEVELS - 1 - step
         for k in range(starts[v], starts[v + 1]):
             p = order[k]
             m = mask[p]
             px, py = ox[k], oy[k]
             groups = reps[m, 0]
-            if groups == 0:  # a new component (or hole)
-                parent[p] = p
-                size[p] = 1
-                area[p] = 0
-                euler[p] = 4
-                first[p] = p
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = px, py, px, py
-                dirty[p] = True
-                active[n_active] = p
-                pos[p] = n_active
+            if groups == 0:  # a new component (or hole): the next set id
+                r = n_ids
+                n_ids += 1
+                label[p] = r
+                parent[r] = r
+                area[r] = 0
+                euler[r] = 4
+                first[r] = p
+                box[r, 0], box[r, 1], box[r, 2], box[r, 3] = px, py, px, py
+                dirty[r] = False
+                n_touched = touch(r, dirty, touched, n_touched)
+                euler_sum += 4
+                active[n_active] = r
+                pos[r] = n_active
                 n_active += 1
                 continue
-            root = find(parent, p + offs[reps[m, 1]])
+            root = find(parent, label[p + offs[reps[m, 1]]])
             for j in range(2, groups + 1):
-                r = find(parent, p + offs[reps[m, j]])
+                r = find(parent, label[p + offs[reps[m, j]]])
                 if r != root:
-                    root, gone = link(parent, size, box, area, first, euler, root, r)
-                    n_active = remove_active(active, pos, n_active, gone)  # never the frame (largest set)
-            parent[p] = root
-            size[root] += 1
-            if not holes:  # the hole sweep needs boxes only; the tree sweep needs the Euler number only
-                euler[root] += euler4[m]
+                    root, gone = link(parent, box, area, first, euler, root, r)
+                    n_touched = touch(root, dirty, touched, n_touched)
+                    n_active = remove_active(active, pos, n_active, gone)  # never the frame (set 0)
+            label[p] = root
+            if not holes:  # the hole sweep needs boxes only; the tree sweep needs the summed Euler number only
+                e = euler4[m]
+                euler_sum += e
+                if largest and e != 0:
+                    euler[root] += e
                 if largest:
-                    area[root] += area2[m]
-                    first[root] = min(first[root], p)
-            box[root, 0] = min(box[root, 0], px)
-            box[root, 1] = min(box[root, 1], py)
-            box[root, 2] = max(box[root, 2], px)
-            box[root, 3] = max(box[root, 3], py)
-            dirty[root] = True
+                    a = area2[m]
+                    if a != 0:
+                        area[root] += a
+                    if p < first[root]:
+                        first[root] = p
+            # Compare first, store rarely: a pixel seldom widens its set's box (no store-to-load chain).
+            if px < box[root, 0]:
+                box[root, 0] = px
+                n_touched = touch(root, dirty, touched, n_touched)
+            elif px > box[root, 2]:
+                box[root, 2] = px
+                n_touched = touch(root, dirty, touched, n_touched)
+            if py < box[root, 1]:
+                box[root, 1] = py
+                n_touched = touch(root, dirty, touched, n_touched)
+            elif py > box[root, 3]:
+                box[root, 3] = py
+                n_touched = touch(root, dirty, touched, n_touched)
         level = v if holes else v - 1
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = _largest(active, n_active, area, euler, first, box)
-            out[level] = np.nan if best < 0 else _score(best, grow, box, dirty, score, height, width, gt)
+            best = largest_root(active, n_active, area, euler, first, box)
+            out[level] = np.nan if best < 0 else score_of(best, grow, box, dirty, score, height, width, gt)
         else:
-            top = 0.0
-            for i in range(n_active):
-                r = active[i]
-                top = max(top, _score(r, grow, box, dirty, score, height, width, gt))
-                holed = holed or euler[r] != 4
-            out[level] = top
-    return holed
+            held, held_by = best_of_active(active, n_active, touched, n_touched, pos, held_by, held, grow, box, dirty,
+                                           score, height, width, gt)
+            out[level] = held
+            if not holes:
+                holed[level] = euler_sum < 4 * n_active
+        n_touched = 0
 
 
 @njit(cache=True, nogil=True)
@@ -213,30 +191,36 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     """Fill ``out[b]`` ``(256,)`` for images ``first_image, first_image + step, ...`` of ``maps`` ``(B, H, W)``."""
     height, width = maps.shape[1], maps.shape[2]
     n = (height + 2) * (width + 2)
-    parent, size, box = np.empty(n, np.int32), np.zeros(n, np.int32), np.zeros((n, 4), np.int32)
+    label, parent = np.empty(n, np.int32), np.empty(n, np.int32)
+    box = np.zeros((n, 4), np.int32)
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
     euler = np.zeros(n, np.int64)
     dirty, active, pos = np.zeros(n, np.bool_), np.empty(n, np.int32), np.full(n, -1, np.int32)
+    touched = np.empty(n, np.int32)
     order = np.empty(height * width, np.int32)
     ox, oy = np.empty(height * width, np.int16), np.empty(height * width, np.int16)
     starts = np.zeros(NUM_LEVELS + 1, np.int64)
     mask_fg, mask_bg = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
     filled, head = np.empty((height, width), np.uint8), np.empty(NUM_LEVELS, np.int32)
-    fg, holes = np.empty(NUM_LEVELS), np.empty(NUM_LEVELS)
+    seen, value = np.empty(n, np.bool_), np.empty(n, np.uint8)
+    fg, holes, holed = np.empty(NUM_LEVELS), np.empty(NUM_LEVELS), np.zeros(NUM_LEVELS, np.bool_)
     for b in range(first_image, maps.shape[0], step):
         u = maps[b]
         boxes = gt[gt_offsets[b]:gt_offsets[b + 1]]
         if mode == 1 or mode == 4:  # the top-level components are those of the hole-filled map
-            fill_holes_uint8(u, filled, head, order)
+            fill_holes_uint8(u, filled, head, label, seen, value)  # label: a work array here
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
         fg[:] = -1.0
-        holed = _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, want[b], boxes, height,
-                              width, parent, size, box, area, first, euler, score, dirty, active, pos, fg)
+        holed[:] = False
+        steps = NUM_LEVELS - 1 if mode == 3 else _steps(want[b], False)  # the floor labels every level
+        _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, steps, want[b], boxes, height,
+                      width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, fg, holed)
         holes[:] = 0.0
-        if mode == 0 and holed:
-            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, want[b], boxes, height, width,
-                          parent, size, box, area, first, euler, score, dirty, active, pos, holes)
+        if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
+            _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height,
+                          width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, holes,
+                          holed)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:

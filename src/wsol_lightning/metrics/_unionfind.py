@@ -160,13 +160,16 @@ def find(parent: np.ndarray, x: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def link(parent: np.ndarray, size: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray,
-         euler: np.ndarray, ra: int, rb: int) -> tuple[int, int]:
-    """Merge the sets of roots ``ra != rb`` (union by size); return (new root, absorbed root)."""
-    if size[ra] < size[rb]:
+def link(parent: np.ndarray, box: np.ndarray, area: np.ndarray, first: np.ndarray, euler: np.ndarray, ra: int,
+         rb: int) -> tuple[int, int]:
+    """Merge the sets of roots ``ra != rb``; return (new root, absorbed root).
+
+    The older set (smaller id) stays root: no size to keep per pixel, the hole sweep's frame (id 0) always
+    wins, and path compression keeps the trees flat.
+    """
+    if ra > rb:
         ra, rb = rb, ra
     parent[rb] = ra
-    size[ra] += size[rb]
     area[ra] += area[rb]
     euler[ra] += euler[rb]
     first[ra] = min(first[ra], first[rb])
