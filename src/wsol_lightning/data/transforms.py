@@ -38,11 +38,14 @@ def train_transform(
     resize_size: int | None = None,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
+    boxes: bool = True,
 ) -> A.Compose:
     """Build the training pipeline (resize square -> random crop -> flip -> normalise -> tensor).
 
     Call it as ``t(image=..., mask=..., bboxes=..., box_labels=...)`` with pascal_voc (exclusive)
     float boxes; :func:`to_albu_boxes` / :func:`from_albu_boxes` convert from/to our inclusive ints.
+    ``boxes=False``: a pipeline for images (and masks) only, ``t(image=...)``; it draws the same crops
+    and flips for the same seed.
     """
     resize = resize_size or default_resize(image_size)
     if resize < image_size:
@@ -57,7 +60,7 @@ def train_transform(
         ],
         bbox_params=A.BboxParams(
             format="pascal_voc", label_fields=[BOX_FIELD], min_visibility=0.0, clip=True
-        ),
+        ) if boxes else None,
         is_check_shapes=False,  # a JPEG decoded at reduced size keeps its full-size mask (both -> resize)
     )
 
