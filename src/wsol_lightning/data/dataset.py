@@ -291,13 +291,13 @@ class WSOLDataset(Dataset):
                 targets = self._eval_targets(i, width, height, (int(tensor.shape[-1]), int(tensor.shape[-2])))
         sample: dict[str, Any] = {
             "image": tensor,
-            "label": torch.tensor(self._label(i, step_seed), dtype=torch.int64),
-            "index": torch.tensor(i, dtype=torch.int64),
+            "label": torch.from_numpy(np.array(self._label(i, step_seed), dtype=np.int64)),
+            "index": torch.from_numpy(np.array(i, dtype=np.int64)),
             "image_id": idx.image_ids[i],
-            "orig_size": torch.tensor([width, height], dtype=torch.int64),
+            "orig_size": torch.from_numpy(np.array([width, height], dtype=np.int64)),
         }
         if "boxes" in targets:
-            sample["boxes"] = torch.as_tensor(targets["boxes"], dtype=torch.int64).reshape(-1, 4)
+            sample["boxes"] = torch.from_numpy(np.asarray(targets["boxes"], dtype=np.int64).reshape(-1, 4))
         if idx.multi_hot is not None:
             sample["multi_hot"] = torch.as_tensor(idx.multi_hot[i], dtype=torch.float32)
         for key in ("mask", "semantic"):

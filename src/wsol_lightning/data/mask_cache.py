@@ -75,15 +75,16 @@ class MaskCache:
         return mask, entry.box
 
     def put(self, i: int, key: tuple, mask: np.ndarray, box: np.ndarray | None) -> None:
-        """Store the eval-frame ``(H, W)`` uint8 ``mask`` (0/1/255 only) and full-size ``box`` of sample ``i``."""
+        """Store the eval-frame ``(H, W)`` uint8 ``mask`` and full-size ``box`` of sample ``i``.
+
+        The mask holds only 0, 1 and 255 (what :func:`~wsol_lightning.data.masks.decode_mask` gives): the two
+        bit planes keep 1 and 255, anything else reads back as 0.
+        """
         old = self.entries.pop(i, None)
         if old is not None:
             self.nbytes -= old.nbytes
-        objects = mask == MASK_OBJECT
         ignored = mask == MASK_IGNORE
-        if not (objects | ignored | (mask == 0)).all():
-            raise ValueError(f"mask values must be 0, {MASK_OBJECT} or {MASK_IGNORE}; got {np.unique(mask)}")
-        entry = _Entry(key, (int(mask.shape[0]), int(mask.shape[1])), np.packbits(objects),
+        entry = _Entry(key, (int(mask.shape[0]), int(mask.shape[1])), np.packbits(mask == MASK_OBJECT),
                        np.packbits(ignored) if ignored.any() else None, box)
         if self.nbytes + entry.nbytes <= self.max_bytes:
             self.entries[i] = entry
