@@ -87,6 +87,11 @@ def library_eval(ds: Any, i: int, t: Stages, warm: Stages) -> dict[str, Any]:
     return t("box scaling + sample dict", assemble)
 
 
+def augment(transform: Any, image: np.ndarray) -> torch.Tensor:
+    """The library's train pipeline on one decoded image (labels only: no boxes, no mask)."""
+    return transform(image=image)["image"]
+
+
 def torchvision_eval(path: Path, pipeline: Any, t: Stages) -> torch.Tensor:
     """One eval sample the torchvision way, stage by stage."""
     from torchvision.datasets.folder import default_loader
@@ -148,7 +153,7 @@ def main() -> None:
     for i in range(len(train)):
         path = train.index.root / train.index.image_ids[i]
         image, _ = ours("decode, reduced size (read_image_reduced)", read_image_reduced, path, train.draft_size)
-        ours("albumentations pipeline", train.transform, image)
+        ours("albumentations pipeline", augment, train.transform, image)
         torchvision_eval(path, tv_train, theirs)
     print(f"train, {len(train)} Pets train images, ms per image (collate as in eval):")
     ours.report("library", len(train))
