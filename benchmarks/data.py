@@ -157,6 +157,10 @@ def main() -> None:
                 ratio = statistics.median(ratios[name])
                 line += f"  {ratio:.2f}x  ({verdict(ratio, TARGET, higher_is_worse=False)})"
             print(line)
+        cold, warm, train = (statistics.median(ratios[k]) for k in
+                             ("eval: library, masks, cold", "eval: library, masks, warm", "train: library"))
+        print(f"headline (workers={workers}): eval with masks {cold:.2f}x cold (first epoch), {warm:.2f}x warm "
+              f"(later epochs); train {train:.2f}x; target >= {TARGET:g}x")
 
 
 def _without_masks(loader: DataLoader) -> DataLoader:
