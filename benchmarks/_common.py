@@ -43,7 +43,7 @@ def synthetic_datamodule(num_classes: int, image_size: int, batch_size: int, ima
 
 
 def synthetic_batch(num_classes: int, image_size: int, batch_size: int) -> dict[str, Any]:
-    """One real training batch (every key the methods read: image, label, boxes, mask, ...)."""
+    """One real training batch (every key the methods' training reads: image, label, index, ...; no boxes/masks)."""
     data = synthetic_datamodule(num_classes, image_size, batch_size, images_per_class=max(8, batch_size))
     data.prepare_data()
     data.setup("fit")

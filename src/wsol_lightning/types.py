@@ -27,9 +27,10 @@ class WSOLBatch(TypedDict, total=False):
         label: ``(B,)`` int64 class index (for multi-label data: one positive class, see
             ``multi_hot``).
         multi_hot: ``(B, C)`` float multi-hot targets (multi-label datasets only).
-        boxes: list of ``B`` int64 tensors ``(n_i, 4)``; ``n_i`` may be 0 (no box annotated).
+        boxes: list of ``B`` int64 tensors ``(n_i, 4)``; ``n_i`` may be 0 (no box annotated). Not in
+            train batches (training reads image labels only) unless the datamodule's ``train_targets``.
         mask: ``(B, H, W)`` uint8 with 1 = object, 0 = background, 255 = ignored; present only when
-            every image of the batch has a mask.
+            every image of the batch has a mask (and, in train batches, only with ``train_targets``).
         semantic: ``(B, H, W)`` uint8 class-indexed mask (0 background, ``c + 1`` class ``c``, 255
             ignored) of multi-label segmentation data (VOC eval splits), for seed mIoU.
         index: ``(B,)`` int64 position of each sample in its dataset (for exports and de-duplication).

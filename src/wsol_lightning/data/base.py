@@ -126,6 +126,15 @@ class WSOLDataModule(L.LightningDataModule):
             the result still covers the train resize side (faster decoding of large photos, never an
             upsampling; :func:`~wsol_lightning.data.dataset.read_image_reduced`). Evaluation always
             decodes at full size (wsolevaluation-exact). ``False``: full-size decoding everywhere.
+        train_targets: read the boxes and masks of training samples too (train batches then carry ``boxes``
+            and ``mask``). Off by default: WSOL trains on image labels only and nothing in the library's
+            training reads them, so the train split never opens a mask file. Turn it on for a custom method or
+            callback that uses them in training.
+        eval_mask_cache_mb: keep each val/test/predict sample's resized mask after its first read, up to this
+            many MB per split (bit-packed, ~12 KB per 224 px trimap; checked against each mask file's mtime
+            and size on every read: :class:`~wsol_lightning.data.mask_cache.MaskCache`), so per-epoch
+            validation decodes each mask once. With ``num_workers > 0`` the eval loaders then keep their
+            workers alive between epochs (``persistent_workers``), where the cache lives. 0: no cache.
 
     """
 
@@ -141,6 +150,8 @@ class WSOLDataModule(L.LightningDataModule):
         predict_split: str = "test",
         pin_memory: bool = False,
         train_decode_draft: bool = True,
+        train_targets: bool = False,
+        eval_mask_cache_mb: float = 256,
     ) -> None:
         super().__init__()
         check_sizes(image_size, resize_size, batch_size, num_workers)
@@ -154,6 +165,10 @@ class WSOLDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.pin_memory = pin_memory
         self.train_decode_draft = train_decode_draft
+        self.train_targets = train_targets
+        if eval_mask_cache_mb < 0:
+            raise ValueError(f"eval_mask_cache_mb must be >= 0, got {eval_mask_cache_mb!r}")
+        self.eval_mask_cache_mb = eval_mask_cache_mb
         self._class_names: list[str] | None = None
         self.datasets: dict[str, WSOLDataset] = {}
         self.indices: dict[str, DatasetIndex] = {}
@@ -181,8 +196,8 @@ class WSOLDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def train_transform(self) -> Any:
-        """Albumentations pipeline of the train split."""
-        return T.train_transform(self.image_size, self.resize_size)
+        """Albumentations pipeline of the train split (box-aware with ``train_targets``)."""
+        return T.train_transform(self.image_size, self.resize_size, boxes=self.train_targets)
 
     def eval_transform(self) -> Any:
         """Albumentations pipeline of the val/test/predict splits."""
@@ -210,7 +225,8 @@ class WSOLDataModule(L.LightningDataModule):
             side = self.resize_size or T.default_resize(self.image_size)
             draft = (side, side) if train and self.train_decode_draft else None
             self.datasets[split] = WSOLDataset(
-                index, transform, train=train, skip_bad=self.skip_bad, seed=self.seed, draft_size=draft
+                index, transform, train=train, skip_bad=self.skip_bad, seed=self.seed, draft_size=draft,
+                targets=self.train_targets or not train, mask_cache_bytes=int(self.eval_mask_cache_mb * 2**20),
             )
         return self.datasets[split]
 
@@ -266,6 +282,7 @@ class WSOLDataModule(L.LightningDataModule):
             collate_fn=wsol_collate,
             pin_memory=self.pin_memory,
             drop_last=False,
+            persistent_workers=self.num_workers > 0 and self.eval_mask_cache_mb > 0,  # the mask cache lives there
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,8 +19,9 @@ def wsol_collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     """Collate WSOL samples, dropping ``None`` (skipped bad samples) and counting them.
 
     ``image``, ``label``, ``multi_hot``, ``index`` and ``orig_size`` are stacked; ``boxes`` stays a
-    list of ``(n_i, 4)`` tensors; ``image_id`` a list of str; ``mask`` is stacked only when every
-    sample has one, and so is ``semantic`` (class-indexed masks of VOC's eval splits).
+    list of ``(n_i, 4)`` tensors (absent when the samples have none: train samples read without
+    targets); ``image_id`` a list of str; ``mask`` is stacked only when every sample has one, and so is
+    ``semantic`` (class-indexed masks of VOC's eval splits).
     ``num_skipped`` (int64 scalar) counts the ``None`` samples, so skips made in DataLoader worker
     processes reach the main process with the batch.
 
@@ -36,11 +37,12 @@ def wsol_collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     batch: dict[str, Any] = {
         "image": torch.stack([s["image"] for s in kept]),
         "label": torch.stack([s["label"] for s in kept]),
-        "boxes": [s["boxes"] for s in kept],
         "index": torch.stack([s["index"] for s in kept]),
         "image_id": [s["image_id"] for s in kept],
         "orig_size": torch.stack([s["orig_size"] for s in kept]),
     }
+    if all("boxes" in s for s in kept):
+        batch["boxes"] = [s["boxes"] for s in kept]
     if all("multi_hot" in s for s in kept):
         batch["multi_hot"] = torch.stack([s["multi_hot"] for s in kept])
     for key in ("mask", "semantic"):

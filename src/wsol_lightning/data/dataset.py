@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 
 from wsol_lightning.data import transforms as T
 from wsol_lightning.data.index import DataError, DatasetIndex
-from wsol_lightning.data.parsing import decode_segmentations
+from wsol_lightning.data.mask_cache import MaskCache, file_signature
+from wsol_lightning.data.masks import decode_mask, mask_box, mask_files, read_gray
 from wsol_lightning.data.validation import BOX_INVERTED, classify_boxes, describe_box
-from wsol_lightning.types import MASK_IGNORE, MASK_OBJECT
 
 log = logging.getLogger(__name__)
 
@@ -99,34 +99,14 @@ def open_rgb(path: Path, min_size: tuple[int, int] | None = None) -> tuple[Image
         raise DataError(f"unreadable or truncated image: {path} ({err})") from err
 
 
-def read_gray(path: Path, palette: bool = False) -> np.ndarray:
-    """Read a mask PNG as ``(H, W)`` uint8 (palette indices kept when ``palette``)."""
-    if not path.is_file():
-        raise DataError(f"missing mask: {path}")
-    try:
-        with Image.open(path) as im:
-            if palette and im.mode == "P":
-                return np.array(im)
-            return np.array(im if im.mode == "L" else im.convert("L"))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise DataError(f"unreadable or truncated mask: {path} ({err})") from err
-
-
-def mask_box(mask: np.ndarray | None) -> np.ndarray:
-    """Tight inclusive box ``(1, 4)`` around the non-background pixels of a mask (``(0, 4)`` if none)."""
-    if mask is None or not mask.any():
-        return np.zeros((0, 4), dtype=np.int64)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return np.array([[cols[0], rows[0], cols[-1], rows[-1]]], dtype=np.int64)
-
-
 class WSOLDataset(Dataset):
     """Images, labels, boxes and masks of one split.
 
     Samples are dicts with keys ``image`` (``(3, H, W)`` float), ``label`` (int64 scalar),
     ``multi_hot`` (multi-label data), ``boxes`` (``(n, 4)`` int64, inclusive, in the frame of
     ``image``), ``mask`` (``(H, W)`` uint8: 1 object, 0 background, 255 ignored; when the sample has
-    masks), ``index``, ``image_id``, ``orig_size`` (``(2,)`` int64 ``width, height``).
+    masks), ``index``, ``image_id``, ``orig_size`` (``(2,)`` int64 ``width, height``). Without
+    ``targets`` there is no ``boxes``, ``mask`` nor ``semantic`` key.
 
     Args:
         index: the samples.
@@ -144,6 +124,10 @@ class WSOLDataset(Dataset):
             ``(width, height)`` (the train resize; :func:`read_image_reduced`); boxes follow the decoded
             frame, masks stay at full size (the train pipeline resizes them straight to the resize side).
             ``None``: full-size decoding. Evaluation always decodes at full size.
+        targets: read boxes and masks. ``False`` (what the datamodules give the train split: WSOL trains on
+            image labels only) never opens a mask file; ``transform`` then gets the image alone.
+        mask_cache_bytes: evaluation only: keep each sample's resized mask after its first read, up to this
+            many bytes (:class:`~wsol_lightning.data.mask_cache.MaskCache`; 0: decode every time).
 
     """
 
@@ -156,6 +140,8 @@ class WSOLDataset(Dataset):
         skip_bad: bool = False,
         seed: int = 0,
         draft_size: tuple[int, int] | None = None,
+        targets: bool = True,
+        mask_cache_bytes: int = 0,
     ) -> None:
         self.index = index
         self.draft_size = draft_size
@@ -163,6 +149,8 @@ class WSOLDataset(Dataset):
         self.train = train
         self.skip_bad = skip_bad
         self.seed = seed
+        self.targets = targets
+        self.mask_cache = MaskCache(mask_cache_bytes) if mask_cache_bytes > 0 and not train else None
         self.num_skipped = 0
 
     def __len__(self) -> int:
@@ -208,41 +196,7 @@ class WSOLDataset(Dataset):
 
         1 = object, 0 = background, 255 = ignored.
         """
-        return self._read_mask(i, width, height)
-
-    def _read_mask(self, i: int, width: int, height: int) -> np.ndarray | None:
-        idx = self.index
-        if not idx.has_masks(i):
-            return None
-        if idx.mask_format == "coco":
-            return decode_segmentations(idx.mask_data[i], width, height).astype(np.uint8) * MASK_OBJECT
-        root = Path(idx.mask_root)  # type: ignore[arg-type]
-        obj = np.zeros((height, width), dtype=bool)
-        ignore = np.zeros((height, width), dtype=bool)
-        paths = [(root / p, False) for p in idx.mask_paths[i]]  # type: ignore[index]
-        ign = idx.ignore_paths[i] if idx.ignore_paths is not None else None
-        if ign:
-            paths.append((root / ign, True))
-        for path, is_ignore in paths:
-            m = read_gray(path, palette=idx.mask_format == "palette")
-            if m.shape != (height, width):
-                raise DataError(
-                    f"mask size mismatch: {path} is {m.shape[1]}x{m.shape[0]}, image "
-                    f"{idx.image_ids[i]} is {width}x{height}"
-                )
-            if idx.mask_format == "trimap":
-                obj |= m == 1
-                ignore |= m == 3
-            elif idx.mask_format == "palette":
-                obj |= (m > 0) & (m != MASK_IGNORE)
-                ignore |= m == MASK_IGNORE
-            elif is_ignore:
-                ignore |= m > 0
-            else:
-                obj |= m > 0
-        mask = obj.astype(np.uint8) * MASK_OBJECT
-        mask[ignore & ~obj] = MASK_IGNORE
-        return mask
+        return decode_mask(self.index, i, width, height)
 
     def _read_semantic(self, i: int) -> np.ndarray | None:
         """Class-indexed mask of a palette annotation (0 background, c + 1 class c, 255 ignored)."""
@@ -251,14 +205,14 @@ class WSOLDataset(Dataset):
             return None
         return read_gray(Path(idx.mask_root) / idx.mask_paths[i][0], palette=True)  # type: ignore[index]
 
-    def _load(self, i: int, step_seed: int | None = None) -> dict[str, Any]:
+    def _read_image(self, i: int) -> tuple[Any, int, int]:
+        """The decoded image (PIL for the eval pipeline, else an array) and the file's full size, checked."""
         idx = self.index
         path = idx.root / idx.image_ids[i]
-        draft = self.draft_size if self.train and self.transform is not None else None
-        image: Any
         if not self.train and isinstance(self.transform, T.EvalTransform):
             image, (width, height) = open_rgb(path)  # the eval pipeline starts from PIL: no array round trip
         else:
+            draft = self.draft_size if self.train and self.transform is not None else None
             image, (width, height) = read_image_reduced(path, draft)
         known_w, known_h = (int(v) for v in idx.sizes[i])
         if known_w > 0 and (known_w, known_h) != (width, height):
@@ -266,47 +220,87 @@ class WSOLDataset(Dataset):
                 f"image {path} is {width}x{height} but {idx.source} says {known_w}x{known_h} "
                 "(renamed or replaced file?)"
             )
-        mask = self._read_mask(i, width, height)
-        semantic = self._read_semantic(i) if not self.train else None
-        if idx.boxes_from_mask:
-            boxes = mask_box(mask)
+        return image, width, height
+
+    def _boxes(self, i: int, mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
+        if self.index.boxes_from_mask:
+            return mask_box(mask)
+        return self._checked_boxes(i, self.index.root / self.index.image_ids[i], width, height)
+
+    def _train_view(self, i: int, image: np.ndarray, width: int, height: int) -> tuple[Any, dict[str, Any]]:
+        """The augmented image tensor and, with ``targets``, its boxes and mask in the crop's frame."""
+        if not self.targets:
+            if "bboxes" in getattr(self.transform, "processors", {}):  # a box-aware pipeline wants its fields
+                return self.transform(image=image, bboxes=np.zeros((0, 4), np.float32),
+                                      **{T.BOX_FIELD: np.zeros(0, np.int64)})["image"], {}
+            return self.transform(image=image)["image"], {}
+        mask = decode_mask(self.index, i, width, height)
+        boxes = self._boxes(i, mask, width, height)
+        albu_boxes = T.to_albu_boxes(boxes)
+        if image.shape[:2] != (height, width):  # decoded at reduced size: boxes into its frame
+            albu_boxes *= np.array([image.shape[1] / width, image.shape[0] / height] * 2, dtype=np.float32)
+        kwargs: dict[str, Any] = {"image": image, "bboxes": albu_boxes, T.BOX_FIELD: np.zeros(len(boxes), np.int64)}
+        if mask is not None:
+            kwargs["mask"] = mask
+        out = self.transform(**kwargs)
+        tensor = out["image"]
+        targets = {"boxes": T.from_albu_boxes(out["bboxes"], tensor.shape[-1], tensor.shape[-2])}
+        if mask is not None:
+            targets["mask"] = np.asarray(out["mask"], dtype=np.uint8)
+        return tensor, targets
+
+    def _eval_targets(self, i: int, width: int, height: int, new_size: tuple[int, int]) -> dict[str, Any]:
+        """Boxes (wsolevaluation's scaling) and mask (nearest) of sample ``i`` in the ``new_size`` frame."""
+        idx = self.index
+        cache, key = self.mask_cache, ()
+        cached = None
+        if cache is not None and idx.has_masks(i):
+            key = (width, height, new_size, file_signature([p for p, _ in mask_files(idx, i)]))
+            cached = cache.get(i, key)
+        if cached is not None:
+            mask, box = cached
         else:
-            boxes = self._checked_boxes(i, path, width, height)
+            full = decode_mask(idx, i, width, height)
+            box = mask_box(full) if idx.boxes_from_mask else None
+            mask = None if full is None else T.resize_mask(full, new_size)
+            if cache is not None and mask is not None:
+                cache.put(i, key, mask, box)
+        boxes = box if idx.boxes_from_mask else self._checked_boxes(i, idx.root / idx.image_ids[i], width, height)
+        targets: dict[str, Any] = {"boxes": T.scale_boxes(boxes, (width, height), new_size)}
+        if mask is not None:
+            targets["mask"] = mask
+        semantic = self._read_semantic(i)
+        if semantic is not None:
+            targets["semantic"] = T.resize_mask(semantic, new_size)
+        return targets
+
+    def _load(self, i: int, step_seed: int | None = None) -> dict[str, Any]:
+        idx = self.index
+        image, width, height = self._read_image(i)
+        targets: dict[str, Any] = {}
         if self.transform is None:
             tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
+            if self.targets:
+                mask = decode_mask(idx, i, width, height)
+                targets = {"boxes": self._boxes(i, mask, width, height), "mask": mask}
         elif self.train:
-            albu_boxes = T.to_albu_boxes(boxes)
-            if image.shape[:2] != (height, width):  # decoded at reduced size: boxes into its frame
-                albu_boxes *= np.array([image.shape[1] / width, image.shape[0] / height] * 2, dtype=np.float32)
-            kwargs: dict[str, Any] = {"image": image, "bboxes": albu_boxes}
-            kwargs[T.BOX_FIELD] = np.zeros(len(boxes), dtype=np.int64)
-            if mask is not None:
-                kwargs["mask"] = mask
-            out = self.transform(**kwargs)
-            tensor = out["image"]
-            boxes = T.from_albu_boxes(out["bboxes"], tensor.shape[-1], tensor.shape[-2])
-            if mask is not None:
-                mask = np.asarray(out["mask"], dtype=np.uint8)
+            tensor, targets = self._train_view(i, image, width, height)
         else:
             tensor = self.transform(image=image)["image"]
-            new_size = (int(tensor.shape[-1]), int(tensor.shape[-2]))
-            boxes = T.scale_boxes(boxes, (width, height), new_size)
-            if mask is not None:
-                mask = T.resize_mask(mask, new_size)
-            if semantic is not None:
-                semantic = T.resize_mask(semantic, new_size)
+            if self.targets:
+                targets = self._eval_targets(i, width, height, (int(tensor.shape[-1]), int(tensor.shape[-2])))
         sample: dict[str, Any] = {
             "image": tensor,
-            "label": torch.tensor(self._label(i, step_seed), dtype=torch.int64),
-            "boxes": torch.as_tensor(boxes, dtype=torch.int64).reshape(-1, 4),
-            "index": torch.tensor(i, dtype=torch.int64),
+            "label": torch.from_numpy(np.array(self._label(i, step_seed), dtype=np.int64)),
+            "index": torch.from_numpy(np.array(i, dtype=np.int64)),
             "image_id": idx.image_ids[i],
-            "orig_size": torch.tensor([width, height], dtype=torch.int64),
+            "orig_size": torch.from_numpy(np.array([width, height], dtype=np.int64)),
         }
+        if "boxes" in targets:
+            sample["boxes"] = torch.from_numpy(np.asarray(targets["boxes"], dtype=np.int64).reshape(-1, 4))
         if idx.multi_hot is not None:
             sample["multi_hot"] = torch.as_tensor(idx.multi_hot[i], dtype=torch.float32)
-        if mask is not None:
-            sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
-        if semantic is not None and self.transform is not None:
-            sample["semantic"] = torch.from_numpy(np.ascontiguousarray(semantic))
+        for key in ("mask", "semantic"):
+            if targets.get(key) is not None:
+                sample[key] = torch.from_numpy(np.ascontiguousarray(targets[key]))
         return sample

@@ -226,6 +226,7 @@ class SyntheticDataModule(GeneratedCUBDataModule):
         num_workers: DataLoader workers.
         resize_size: train resize side before the crop (default ``round(image_size*256/224)``).
         skip_bad: skip unreadable samples.
+        train_targets: train batches carry boxes and masks too (see :class:`WSOLDataModule`).
 
     """
 
@@ -245,6 +246,7 @@ class SyntheticDataModule(GeneratedCUBDataModule):
         num_workers: int = 0,
         resize_size: int | None = None,
         skip_bad: bool = False,
+        train_targets: bool = False,
     ) -> None:
         if not 0.0 <= background_correlation <= 1.0:
             raise ValueError("background_correlation must be in [0, 1]")
@@ -268,6 +270,7 @@ class SyntheticDataModule(GeneratedCUBDataModule):
             num_workers=num_workers,
             resize_size=resize_size,
             skip_bad=skip_bad,
+            train_targets=train_targets,
         )
 
     def read_class_names(self) -> list[str]:

@@ -152,6 +152,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         num_workers: DataLoader workers.
         resize_size: train resize side before the crop (default ``round(image_size*256/224)``).
         skip_bad: skip unreadable samples.
+        train_targets: train batches carry boxes and masks too (see :class:`WSOLDataModule`).
 
     """
 
@@ -176,6 +177,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         num_workers: int = 0,
         resize_size: int | None = None,
         skip_bad: bool = False,
+        train_targets: bool = False,
     ) -> None:
         if background_bias is not None and not 0.0 <= background_bias <= 1.0:
             raise ValueError(f"background_bias must be None or in [0, 1]; got {background_bias}")
@@ -198,7 +200,7 @@ class ClutterSyntheticDataModule(GeneratedCUBDataModule):
         }
         super().__init__(params, data_dir, val_per_class=val_per_class, image_size=image_size, seed=seed,
                          batch_size=batch_size, num_workers=num_workers, resize_size=resize_size,
-                         skip_bad=skip_bad)
+                         skip_bad=skip_bad, train_targets=train_targets)
 
     def read_class_names(self) -> list[str]:
         """Class names, known without generating anything."""

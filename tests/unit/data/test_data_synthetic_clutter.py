@@ -59,7 +59,8 @@ def test_splits_are_disjoint_and_load_through_the_cub_path(tmp_path: Path) -> No
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     assert [len(i) for i in ids] == [4 * (12 - 4 - 2), 4 * 2, 4 * 4]
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape == (8, 3, 32, 32) and batch["mask"].shape == (8, 32, 32)
+    assert batch["image"].shape == (8, 3, 32, 32) and "mask" not in batch  # training reads labels only
+    assert next(iter(dm.test_dataloader()))["mask"].shape == (8, 32, 32)
 
 
 def test_masks_and_boxes_are_the_drawn_target(tmp_path: Path) -> None:
