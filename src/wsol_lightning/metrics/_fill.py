@@ -16,7 +16,8 @@ with the same boxes. Computed by a priority flood from the border over a 256-buc
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from wsol_lightning.metrics._jit import njit
 
 NUM_LEVELS = 256
 

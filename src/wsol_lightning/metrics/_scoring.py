@@ -8,7 +8,8 @@ the set absorbed another since it was scored).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from wsol_lightning.metrics._jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -44,9 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from numba import njit
 
 from wsol_lightning.metrics._fill import fill_holes_uint8
+from wsol_lightning.metrics._jit import njit
 from wsol_lightning.metrics._scoring import best_of_active, box_best_iou, largest_root, score_of, touch
 from wsol_lightning.metrics._unionfind import (
     AREA2,

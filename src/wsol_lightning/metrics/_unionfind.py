@@ -23,7 +23,8 @@ needs no bounds checks.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from wsol_lightning.metrics._jit import njit
 
 NUM_LEVELS = 256
 RING = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # N NE E SE S SW W NW
