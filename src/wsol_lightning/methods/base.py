@@ -80,8 +80,8 @@ class WSOLModule(PretrainedMixin, L.LightningModule):
             classifier) turns it off; from-scratch CPU recipes use it so that the method's extra terms act on
             a classifier that already recognises the objects.
         async_metrics: run the localisation metric updates (MaxBoxAcc, PxAP, sanity counters) on background
-            threads while the next batch's forward pass runs; results are bit-identical to ``False`` (the
-            synchronous updates), see :mod:`~wsol_lightning.methods.background`.
+            threads, their per-image work split over ``torch.get_num_threads()`` threads, while the next forward
+            runs; results are bit-identical to ``False`` (inline), see :mod:`~wsol_lightning.methods.background`.
         async_max_pending: batches each metric may hold queued before the evaluation loop waits for it.
 
     """

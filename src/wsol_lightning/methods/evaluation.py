@@ -75,7 +75,8 @@ class LocalizationEvaluator(nn.Module):
         default_threshold: operating threshold used only where none was chosen on val nor given
             (prediction on a never-validated model); a warning says so.
         asynchronous: run the metric updates on background threads, one per metric, while the caller goes
-            on (:mod:`~wsol_lightning.methods.background`: same results, bit for bit); ``compute``,
+            on (:mod:`~wsol_lightning.methods.background`: same results, bit for bit), with the per-image
+            work of PxAP and the sanity counters split over ``split_threads`` threads; ``compute``,
             ``accuracy_at``, ``warnings`` and ``reset`` wait for them first (:meth:`flush`).
         max_pending: updates a metric may hold queued or running before ``update`` waits.
         split_threads: with ``asynchronous``, threads over which a batch's per-image PxAP and sanity work is
