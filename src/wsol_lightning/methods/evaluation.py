@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -50,6 +51,35 @@ def skipped_report(stage: str, local_skipped: int) -> tuple[float, str]:
         f"{int(total)} {stage} sample(s) were skipped as unreadable (skip_bad=True): the {stage} metrics "
         f"exclude them ({stage}/num_skipped)"
     )
+
+
+@contextmanager
+def forward_once(module: nn.Module, images: Tensor) -> Iterator[None]:
+    """Within the block, ``module(images)`` on this very ``images`` tensor runs the forward pass only once.
+
+    An evaluation step reads the GT-class maps and, on multi-label data, every positive class's seed map
+    from the same images: the second ``module(images)`` returns the first one's outputs (they are only read;
+    evaluation forwards are deterministic) instead of a second forward pass. Other inputs run as usual.
+    """
+    own = module.__dict__.get("forward")  # an instance-level forward already there is put back afterwards
+    forward = module.forward
+    outputs: list[Any] = []
+
+    def once(x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if x is not images or args or kwargs:
+            return forward(x, *args, **kwargs)
+        if not outputs:
+            outputs.append(forward(x))
+        return outputs[0]
+
+    module.forward = once  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own  # type: ignore[method-assign]
 
 
 def collect(futures: list[Future[Any]], check: Callable[[], None]) -> list[Any]:
