@@ -17,7 +17,7 @@ from wsol_lightning.methods.background import BackgroundUpdates
 from wsol_lightning.methods.sanity import SanityEvaluator
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
 from wsol_lightning.metrics import functional as F
-from wsol_lightning.metrics._checks import check_flags, check_maps, check_masks
+from wsol_lightning.metrics._checks import check_flags, check_maps, check_masks  # the metrics' own input checks
 from wsol_lightning.types import WSOLBatch
 
 
