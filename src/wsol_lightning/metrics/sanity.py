@@ -47,7 +47,7 @@ def border_mass(maps: ArrayLike, band: float = 0.125) -> tuple[np.ndarray, np.nd
         pixels of one image.
 
     """
-    arr = check_maps(maps).astype(np.float64)
+    arr = np.ascontiguousarray(check_maps(maps), dtype=np.float64)  # no copy of C-contiguous float64 maps
     _, height, width = arr.shape
     bh, bw = border_band(height, width, band)
     inner = arr[:, bh:height - bh, bw:width - bw]
