@@ -32,6 +32,7 @@ The operating threshold is fixed, so no val pass runs first. The reference basel
 (:data:`CACHES`) are built once, in the warm-up run, as in any evaluation longer than a few dozen images.
 
     nice -n 10 python benchmarks/eval_throughput.py                       # resnet18, 224 px, 36 images
+    nice -n 10 python benchmarks/eval_throughput.py --previous --repeats 5  # + the previous lane layout
     python benchmarks/eval_throughput.py --backbone resnet50 --images_per_class 60 --repeats 5
 """
 
@@ -42,6 +43,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -103,16 +105,26 @@ def share_reference_caches(model: Any) -> None:
         setattr(metric, "_pixel_bins" if name == "centre_pixel" else "_level_boxes", cache)
 
 
+def previous_layout(evaluator: Any, maps: Any, masks: Any, top1: Any, logits: Any, kept: Any, context: str) -> None:
+    """The lane layout before the split (``--previous``): PxAP's and the sanity counters' whole updates, one lane
+    each (in place of ``LocalizationEvaluator._split_update``)."""
+    if masks is not None:
+        evaluator._submit("pixel", context, lambda: evaluator.pixel.update(maps, masks))
+    evaluator._submit("sanity", context, lambda: evaluator.sanity.update(maps, logits, top1, kept, masks))
+
+
 def run(args: argparse.Namespace, mode: str, data: Any) -> dict[str, Any]:
     """One ``trainer.test`` in ``mode``; returns wall seconds and the CPU seconds of each timed step."""
     from wsol_lightning.methods import CAM
 
     L.seed_everything(0, verbose=False)  # the same weights in every mode
     model = CAM(backbone=args.backbone, num_classes=4, cam_curve_interval=args.interval, operating_threshold=0.5,
-                async_metrics=mode == "async")
+                async_metrics=mode in ("async", "previous"))
     spent: dict[str, list[float]] = {name: [] for name in TIMED}
     restore = instrument(model, spent, threading.Lock())
     share_reference_caches(model)
+    if mode == "previous":
+        model.evaluator._split_update = partial(previous_layout, model.evaluator)
     if mode == "forward":
         model.evaluator.update = lambda *a, **k: None  # the floor: everything but the localisation metrics
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -160,6 +172,8 @@ def main() -> None:
     parser.add_argument("--gpu_forward_ms", type=float, default=1.0,
                         help="assumed GPU forward + map upsampling per image, for the GPU-side estimate")
     parser.add_argument("--gpu_cores", type=int, default=8, help="assumed CPU cores per GPU for the estimate")
+    parser.add_argument("--previous", action="store_true",
+                        help="also time the previous lane layout (PxAP, sanity counters one lane each), interleaved")
     args = parser.parse_args()
     set_threads(args.threads)
     print(machine())
@@ -170,19 +184,20 @@ def main() -> None:
     data.setup("test")
     images = len(data.datasets["test"])
     run(args, "async", data)  # warm-up: numba compilation, first allocations, dataset cache
-    results: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    modes = MODES + (("previous",) if args.previous else ())
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for _ in range(args.repeats):
-        for mode in MODES:  # interleaved, so a change of load hits every mode alike
+        for mode in modes:  # interleaved, so a change of load hits every mode alike
             results[mode].append(run(args, mode, data))
-    wall = {m: statistics.median(r["total"] for r in results[m]) for m in MODES}
-    cpu = {m: statistics.median(r["loop_cpu"] for r in results[m]) for m in MODES}
+    wall = {m: statistics.median(r["total"] for r in results[m]) for m in modes}
+    cpu = {m: statistics.median(r["loop_cpu"] for r in results[m]) for m in modes}
     same = all(results["sync"][i]["metrics"].keys() == results["async"][i]["metrics"].keys() and all(
         float(results["sync"][i]["metrics"][k]) == float(results["async"][i]["metrics"][k])
         or results["sync"][i]["metrics"][k].isnan() for k in results["sync"][i]["metrics"])
         for i in range(args.repeats))
     ms = {k: 1e3 * statistics.median(r["spent"][k] for r in results["sync" if k in SYNC_TIMED else "async"])
           / images for k in TIMED}
-    for mode in MODES:
+    for mode in modes:
         print(f"{mode:>8}: {images} images in {wall[mode]:.2f} s ({images / wall[mode]:.1f} img/s); CPU time of "
               f"the loop's thread {cpu[mode]:.2f} s")
     ratio, ratio_sync = wall["async"] / wall["forward"], wall["sync"] / wall["forward"]
@@ -192,6 +207,9 @@ def main() -> None:
           f"share of the metric time hidden: {hidden}; async == sync metrics: {same}")
     print(f"loop-thread CPU / forward-only (the critical path's own work, load-independent): async "
           f"{cpu['async'] / cpu['forward']:.3f}, sync {cpu['sync'] / cpu['forward']:.3f}")
+    if args.previous:
+        print(f"previous layout (PxAP, sanity counters one lane each): eval/forward "
+              f"{wall['previous'] / wall['forward']:.3f}, loop-thread CPU {cpu['previous'] / cpu['forward']:.3f}")
     print("metric CPU per image, whole updates (sync run): " + ", ".join(f"{k} {ms[k]:.2f} ms" for k in SYNC_TIMED[:4])
           + f"; of which box sweeps {ms['box_sweep']:.2f} + {ms['box_outer_sweep']:.2f} ms")
     print(f"metric CPU per image, lanes (async run): image parts of pixel + sanity {ms['parts']:.2f} ms (split), "
