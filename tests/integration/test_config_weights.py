@@ -39,12 +39,11 @@ PAPER_WEIGHTS: dict[tuple[str, str], str] = {
     ("bcam", "vgg16"): "vgg16.tv_in1k",
     # BCAM/SingleObjectLocalization/wsol/inception.py model_urls .../inception_v3_google-1a9a5a14.pth
     ("bcam", "inception_v3"): "inception_v3.tv_in1k",
-    # wsolevaluation/wsol/resnet.py model_urls .../resnet50-19c8e357.pth (CAM has no repo of its own)
-    ("cam", "resnet50"): "resnet50.tv_in1k",
-    # wsolevaluation main.py builds HaS and CutMix on architecture_type 'cam' and ADL on 'adl', loading
-    # wsol/resnet.py model_urls .../resnet50-19c8e357.pth and wsol/vgg.py .../vgg16-397923af.pth
-    **{(m, "resnet50"): "resnet50.tv_in1k" for m in ("has", "cutmix", "adl")},
-    **{(m, "vgg16"): "vgg16.tv_in1k" for m in ("has", "cutmix", "adl")},
+    # wsolevaluation main.py builds CAM, HaS and CutMix on architecture_type 'cam' and ADL on 'adl', loading
+    # wsol/resnet.py model_urls .../resnet50-19c8e357.pth, wsol/vgg.py .../vgg16-397923af.pth and
+    # wsol/inception.py model_urls['inception_v3_google'] .../inception_v3_google-1a9a5a14.pth
+    **{(m, arch): f"{arch}.tv_in1k" for m in ("cam", "has", "cutmix", "adl")
+       for arch in ("resnet50", "vgg16", "inception_v3")},
     # wsolevaluation/wsol/resnet.py model_urls .../resnet50-19c8e357.pth; vgg.py .../vgg16-397923af.pth;
     # inception.py model_urls['inception_v3_google'] .../inception_v3_google-1a9a5a14.pth (ACoL and SPG share them)
     **{(method, arch): f"{arch}.tv_in1k" for method in ("acol", "spg")

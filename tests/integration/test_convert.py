@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -58,7 +59,10 @@ def test_read_unwraps_and_refuses_code(tmp_path: Path):
         read_official_file(tmp_path / "missing.pth")
 
 
-def test_method_without_converter_is_named():
+def test_method_without_converter_is_named(monkeypatch: pytest.MonkeyPatch):
+    _, where = find_converter(CAM(backbone="test_resnet", num_classes=4))
+    assert where == "wsol_lightning.methods.cam.official.convert_official_state_dict"
+    monkeypatch.setitem(sys.modules, "wsol_lightning.methods.cam.official", None)  # as if CAM had no official.py
     with pytest.raises(OfficialCheckpointError, match=r"CAM has no converter.*wsol_lightning\.methods\.cam\.official"):
         find_converter(CAM(backbone="test_resnet", num_classes=4))
 

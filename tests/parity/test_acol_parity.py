@@ -1,4 +1,4 @@
-"""Golden parity of ACoL with wsolevaluation (ResNet50, VGG16), from fixtures of tools/parity/acol_spg.py.
+"""Golden parity of ACoL with wsolevaluation (ResNet50, VGG16, InceptionV3), from fixtures of tools/parity/acol_spg.py.
 
 The shared check (:func:`tests.parity.wsoleval_cells.check_cell`) requires at relative 1e-10 in float64 the
 loss, every parameter's gradient norm, gradient slices, the eval logits and the raw test CAMs; the step below
@@ -19,7 +19,7 @@ from wsol_lightning.methods.acol.official import HEADS, convert_official_state_d
 from wsol_lightning.methods.wsoleval_official import wsoleval_key_map
 
 
-@pytest.mark.parametrize("architecture", ["resnet50", "vgg16"])
+@pytest.mark.parametrize("architecture", ["resnet50", "vgg16", "inception_v3"])
 def test_acol_matches_wsolevaluation(architecture: str) -> None:
     fx: dict[str, Any] = {}
 

@@ -1,4 +1,4 @@
-"""Golden parity of ADL with clovaai/wsolevaluation (ResNet50 and VGG16; see ``wsoleval_cells.py``).
+"""Golden parity of ADL with clovaai/wsolevaluation (ResNet50, VGG16 and InceptionV3; see ``wsoleval_cells.py``).
 
 The reference's ``torch.rand`` draw of each ADL layer is stored (one per layer, forward order; both the
 importance-map and the drop-mask branch occur) and replayed through :meth:`ADL.losses`. The converter maps the
@@ -16,7 +16,7 @@ from wsol_lightning.methods.adl.official import convert_official_state_dict
 from wsol_lightning.methods.official import OfficialCheckpointError
 from wsol_lightning.testing import load_fixture, seeded_state_dict
 
-BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16"}
+BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16", "inception_v3": "inception_v3"}
 
 
 def build(fixture: dict) -> ADL:

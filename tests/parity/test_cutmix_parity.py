@@ -1,4 +1,4 @@
-"""Golden parity of CutMix with clovaai/wsolevaluation (ResNet50 and VGG16; see ``wsoleval_cells.py``).
+"""Golden parity of CutMix with clovaai/wsolevaluation (ResNet50, VGG16 and InceptionV3; see ``wsoleval_cells.py``).
 
 The reference's draws (``np.random.rand`` coin, ``np.random.beta`` lambda, ``torch.randperm``,
 ``np.random.randint`` centre) are stored in the fixture and replayed as :class:`CutMixDraws`.
@@ -14,7 +14,7 @@ from wsol_lightning.methods import CutMix
 from wsol_lightning.methods.cutmix.model import CutMixDraws
 from wsol_lightning.methods.cutmix.official import convert_official_state_dict
 
-BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16"}
+BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16", "inception_v3": "inception_v3"}
 
 
 def build(fixture: dict) -> CutMix:

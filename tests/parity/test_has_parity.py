@@ -1,4 +1,4 @@
-"""Golden parity of HaS with clovaai/wsolevaluation (ResNet50 and VGG16; see ``wsoleval_cells.py``).
+"""Golden parity of HaS with clovaai/wsolevaluation (ResNet50, VGG16 and InceptionV3; see ``wsoleval_cells.py``).
 
 The reference's ``random.random()`` cell draws are replayed as the ``(B, rows, cols)`` uniforms of
 :func:`hide_patches` (rows along dim 2, the reference's loop order).
@@ -14,7 +14,7 @@ from wsol_lightning.methods import HaS
 from wsol_lightning.methods.has.model import grid_cells
 from wsol_lightning.methods.has.official import convert_official_state_dict
 
-BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16"}
+BACKBONES = {"resnet50": "resnet50", "vgg16": "vgg16", "inception_v3": "inception_v3"}
 
 
 def build(fixture: dict) -> HaS:

@@ -27,7 +27,7 @@ import torch
 from _official import gradient_record, import_from
 from torch import Tensor, nn
 
-from wsol_lightning.testing import key_shapes_of, seeded_state_dict
+from wsol_lightning.testing import SeededDropout, key_shapes_of, seeded_state_dict
 
 #: reference defaults (config.py) passed to every model constructor; a tool overrides what it varies.
 MODEL_DEFAULTS: dict[str, Any] = {
@@ -35,6 +35,10 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "adl_drop_rate": 0.75, "adl_drop_threshold": 0.9, "acol_drop_threshold": 0.7,
 }
 BATCH, IMAGE_SIZE = 2, 224
+#: input side per architecture: InceptionV3 at 96 px (6x6 maps after its 3x3/2 pool) keeps its cells fast
+IMAGE_SIZES = {"resnet50": IMAGE_SIZE, "vgg16": IMAGE_SIZE, "inception_v3": 96}
+#: seed of the InceptionV3 heads' dropout masks (``InceptionCam``, ``InceptionSpg``: three ``F.dropout`` per forward)
+DROPOUT_SEED = 2468
 WEIGHT_SEED, INPUT_SEED, LABEL_SEED = 1234, 5678, 91
 SLICE_LEN = 16
 
@@ -117,6 +121,14 @@ def fixed_attr(owner: Any, name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(owner, name, old)
+
+
+@contextlib.contextmanager
+def seeded_inception_dropout(seed: int = DROPOUT_SEED) -> Iterator[None]:
+    """Make ``wsol.inception``'s ``F.dropout`` draw its masks from :class:`SeededDropout` ``seed`` (in memory only)."""
+    inception = sys.modules["wsol.inception"]
+    with fixed_attr(inception, "F", proxy(inception.F, dropout=SeededDropout(seed))):
+        yield
 
 
 def grad_record(model: nn.Module, slice_names: Sequence[str] = ()) -> dict[str, Any]:

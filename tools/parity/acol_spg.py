@@ -2,16 +2,18 @@
 
     python tools/parity/acol_spg.py --wsolevaluation /path/to/wsolevaluation --out tests/fixtures/parity
 
-For ResNet50 and VGG16 (200 classes, batch 2, 224 px, float64 on the CPU, ``large_feature_map=False`` and the
+For ResNet50 and VGG16 (200 classes, batch 2, 224 px, float64 on the CPU; InceptionV3 at 96 px, 6x6 maps;
+``large_feature_map=False`` and the
 ``config.py`` defaults: ACoL threshold 0.7, SPG thresholds 0.7/0.01, 0.5/0.05, 0.7/0.1) the reference's model
 (``architecture_type`` ``acol`` / ``spg``, loaded with :mod:`_wsoleval`) is filled with :func:`seeded_state_dict`
 over its own key/shape list. One training step runs through the reference's own ``main.Trainer._wsol_training``
 (the labelled forward and ``wsol.method.<acol|spg>.get_loss``); each loss term is also computed from the official
 outputs with the official term functions (ACoL: the two cross-entropies; SPG: ``_get_loss_attention`` x 3).
 Then the eval logits and the test CAMs (``return_cam=True``) for the labels and for other classes, with fresh
-weights. The methods have no randomness on these backbones. A fixture keeps the key/shape list, the seeds,
-the loss and its terms, every parameter's gradient norm, gradient slices, the eval logits and the CAMs: no
-weights, no official code. The four files are about 100 KiB in all.
+weights. The methods have no randomness on these backbones except the three ``F.dropout`` calls of
+``InceptionSpg``'s head, whose masks come from ``SeededDropout`` of a stored seed. A fixture keeps the
+key/shape list, the seeds, the loss and its terms, every parameter's gradient norm, gradient slices, the eval
+logits and the CAMs: no weights, no official code. The six files are about 200 KiB in all.
 """
 
 from __future__ import annotations
@@ -24,16 +26,28 @@ from typing import Any
 
 import torch
 from _official import FIXTURES, import_from, stub_munch
-from _wsoleval import build_model, fixture_header, grad_record, load_wsol, seed_model, seeded_batch, test_cams
+from _wsoleval import (
+    DROPOUT_SEED,
+    IMAGE_SIZES,
+    build_model,
+    fixture_header,
+    grad_record,
+    load_wsol,
+    seed_model,
+    seeded_batch,
+    seeded_inception_dropout,
+    test_cams,
+)
 from torch import Tensor, nn
 
 NUM_CLASSES = 200
 SPG_THRESHOLDS = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
+ARCHITECTURES = ("resnet50", "vgg16", "inception_v3")
 #: official parameters whose first gradient values are stored, per method
 SLICES = {
     "acol": ("classifier_A.0.weight", "classifier_B.0.weight", "classifier_B.4.bias", "layer4.2.conv3.weight"),
     "spg": ("SPG_B_shared.0.weight", "SPG_C.0.weight", "SPG_A4.weight", "SPG_A_4.weight", "SPG_B_1a.0.weight",
-            "SPG_A_1.0.weight"),
+            "SPG_A_1.0.weight", "SPG_A3_1b.0.weight", "Mixed_6e.branch_pool.conv.weight"),
 }
 
 
@@ -81,9 +95,12 @@ def cell(clone: Path, wsol: types.ModuleType, method: str, architecture: str) ->
     model = build_model(wsol, architecture, method, NUM_CLASSES)
     key_shapes, state = seed_model(model)
     model.train()
-    images, labels = seeded_batch(NUM_CLASSES)
+    size = IMAGE_SIZES[architecture]
+    images, labels = seeded_batch(NUM_CLASSES, size=size)
     other = torch.randint(0, NUM_CLASSES, labels.shape, generator=torch.Generator().manual_seed(4321))
-    loss, out = trainer_step(clone, model, method, images, labels)
+    with seeded_inception_dropout():
+        loss, out = trainer_step(clone, model, method, images, labels)
+    dropout = {"dropout_seed": DROPOUT_SEED} if (architecture, method) == ("inception_v3", "spg") else {}
     terms = {k: v.detach() for k, v in loss_terms(method, out, labels).items()}
     loss.backward()
     record = grad_record(model, SLICES[method])
@@ -91,20 +108,20 @@ def cell(clone: Path, wsol: types.ModuleType, method: str, architecture: str) ->
     with torch.no_grad():
         record["cams_other"] = model(images, other, return_cam=True).clone()
     header = fixture_header(f"{method}/{architecture}", architecture, method, NUM_CLASSES, key_shapes, labels,
-                            other_classes=other, acol_threshold=0.7,
-                            spg_thresholds=[list(t) for t in SPG_THRESHOLDS])
+                            other_classes=other, acol_threshold=0.7, image_size=size,
+                            spg_thresholds=[list(t) for t in SPG_THRESHOLDS], **dropout)
     return {**header, "loss": loss.detach(), "terms": terms, **record}
 
 
 def main() -> None:
-    """Write ``<out>/{acol,spg}/{resnet50,vgg16}.pt``."""
+    """Write ``<out>/{acol,spg}/{resnet50,vgg16,inception_v3}.pt``."""
     from wsol_lightning.testing import save_fixture
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wsolevaluation", type=Path, required=True, help="local clone of clovaai/wsolevaluation")
     parser.add_argument("--out", type=Path, default=FIXTURES)
     parser.add_argument("--methods", nargs="+", default=["acol", "spg"], choices=["acol", "spg"])
-    parser.add_argument("--architectures", nargs="+", default=["resnet50", "vgg16"], choices=["resnet50", "vgg16"])
+    parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     args = parser.parse_args()
     wsol = load_wsol(args.wsolevaluation)
     for method in args.methods:

@@ -1,18 +1,21 @@
-"""Golden parity fixtures for HaS, CutMix and ADL from clovaai/wsolevaluation.
+"""Golden parity fixtures for HaS, CutMix, ADL and CAM from clovaai/wsolevaluation.
 
     python tools/parity/wsoleval_methods.py --wsolevaluation /path/to/wsolevaluation \
         --out tests/fixtures/parity
 
-For each method on ResNet50 and VGG16 (200 classes, batch 2, 224 px, float64 on the CPU) the reference's
-model (``wsol.resnet50`` / ``wsol.vgg16`` with ``architecture_type`` ``cam`` for HaS and CutMix, ``adl`` for
-ADL) is filled with :func:`seeded_state_dict` over its own key/shape list, and one training step runs through
+For each method on ResNet50 and VGG16 (200 classes, batch 2, 224 px, float64 on the CPU) and InceptionV3 (96 px:
+6x6 maps, the same network) the reference's model (``wsol.resnet50`` / ``wsol.vgg16`` / ``wsol.inception_v3``
+with ``architecture_type`` ``cam`` for CAM, HaS and CutMix, ``adl`` for ADL) is filled with
+:func:`seeded_state_dict` over its own key/shape list, and one training step runs through
 the reference's own ``main.Trainer._wsol_training`` (which applies ``wsol.method.has`` / ``wsol.method.cutmix``
 and the loss) with its randomness replaced in memory by fixed draws: HaS's ``random.random()`` by seeded
 uniforms, CutMix's ``np.random.rand``/``np.random.beta``/``torch.randperm``/``np.random.randint`` by stored
-values, ADL's ``torch.rand`` by stored values (both branches of the layer are exercised). Then the test CAMs
+values, ADL's ``torch.rand`` by stored values (both branches of the layer are exercised), and the three
+``F.dropout`` calls of ``InceptionCam`` by :class:`SeededDropout` masks of a stored seed. Then the test CAMs
 (``return_cam=True``) are computed with fresh weights. A fixture keeps the key/shape list, the seeds, the
 draws, the loss, the gradient norm of every parameter, gradient slices, the eval logits and the CAMs; no
-weights and no official code. The six files are about 60 KiB in all.
+weights and no official code. CAM itself has only an InceptionV3 cell (its ResNet50/VGG16 network is HaS's
+with hiding off). The ten files are about 300 KiB in all (the InceptionV3 ones ~44 KiB each).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import numpy as np
 import torch
 from _official import FIXTURES, import_from, stub_munch
 from _wsoleval import (
+    DROPOUT_SEED,
+    IMAGE_SIZES,
     build_model,
     draws,
     fixed_attr,
@@ -36,25 +41,30 @@ from _wsoleval import (
     proxy,
     seed_model,
     seeded_batch,
+    seeded_inception_dropout,
     test_cams,
 )
 
 from wsol_lightning.testing import save_fixture
 
 NUM_CLASSES = 200
-ARCHITECTURES = ("resnet50", "vgg16")
-METHODS = ("has", "cutmix", "adl")
-#: HaS cells: the reference's default grid (4 px, divides 224) on ResNet50; a grid that leaves a narrower last
-#: row/column (36 px: 6 x 36 + 8) on VGG16.
-HAS_ARGS = {"resnet50": (4, 0.5), "vgg16": (36, 0.5)}
+ARCHITECTURES = ("resnet50", "vgg16", "inception_v3")
+METHODS = ("has", "cutmix", "adl", "cam")
+#: the architectures of each method (CAM's ResNet50/VGG16 network is checked by the HaS cells)
+METHOD_ARCHITECTURES = {"has": ARCHITECTURES, "cutmix": ARCHITECTURES, "adl": ARCHITECTURES, "cam": ("inception_v3",)}
+#: HaS cells: the reference's default grid (4 px, divides 224) on ResNet50; grids that leave a narrower last
+#: row/column (36 px: 6 x 36 + 8 on VGG16; 20 px: 4 x 20 + 16 on InceptionV3 at 96).
+HAS_ARGS = {"resnet50": (4, 0.5), "vgg16": (36, 0.5), "inception_v3": (20, 0.5)}
 HAS_SEED = 4321
 #: CutMix draws: coin (mixed since prob 1 > coin), lam, permutation, box centre (dim 2, dim 3).
-CUTMIX_DRAWS = {"resnet50": (0.3, 0.62, [1, 0], (40, 190)), "vgg16": (0.8, 0.35, [1, 0], (120, 100))}
+CUTMIX_DRAWS = {"resnet50": (0.3, 0.62, [1, 0], (40, 190)), "vgg16": (0.8, 0.35, [1, 0], (120, 100)),
+                "inception_v3": (0.5, 0.45, [1, 0], (30, 70))}
 #: ADL draws, one per layer in forward order (float32, as ``torch.rand([], dtype=float32)``): with drop rate
 #: 0.75, 0.1 -> importance map, 0.6 and 0.3 -> drop mask.
 ADL_DRAWS = (0.1, 0.6, 0.3)
 SLICES = ("conv1.weight", "fc.weight", "layer4.2.conv3.weight", "layer4.3.conv3.weight", "features.0.weight",
-          "conv6.weight")
+          "conv6.weight", "Conv2d_1a_3x3.conv.weight", "Mixed_6e.branch_pool.conv.weight", "SPG_A3_1b.0.weight",
+          "SPG_A4.weight")
 
 
 def _args(method: str, architecture: str) -> types.SimpleNamespace:
@@ -89,6 +99,8 @@ def _reference_step(main: types.ModuleType, model: torch.nn.Module, method: str,
         with fixed_attr(main, "np", main_np), fixed_attr(cutmix_mod, "np", cut_np), \
                 fixed_attr(cutmix_mod, "torch", cut_torch):
             _, loss = main.Trainer._wsol_training(trainer, images, labels)
+    elif method == "cam":
+        _, loss = main.Trainer._wsol_training(trainer, images, labels)
     else:
         values = [torch.tensor(u, dtype=torch.float32) for u in ADL_DRAWS]
         record.update(uniforms=list(ADL_DRAWS), drop_rate=0.75, threshold=0.9)
@@ -102,12 +114,16 @@ def run_cell(wsol: types.ModuleType, main: types.ModuleType, method: str, archit
     arch_type = "adl" if method == "adl" else "cam"
     model = build_model(wsol, architecture, arch_type, NUM_CLASSES)
     key_shapes, state = seed_model(model)
-    images, labels = seeded_batch(NUM_CLASSES)
+    size = IMAGE_SIZES[architecture]
+    images, labels = seeded_batch(NUM_CLASSES, size=size)
     model.train()
-    loss, record = _reference_step(main, model, method, architecture, images, labels)
+    with seeded_inception_dropout():
+        loss, record = _reference_step(main, model, method, architecture, images, labels)
+    if architecture == "inception_v3" and arch_type == "cam":
+        record["dropout_seed"] = DROPOUT_SEED
     loss.backward()
     fixture = fixture_header(f"{method}_{architecture}", architecture, arch_type, NUM_CLASSES, key_shapes,
-                             labels, method=method, **record)
+                             labels, method=method, image_size=size, **record)
     fixture["loss"] = loss.detach()
     fixture.update(grad_record(model, SLICES))
     fixture.update(test_cams(model, images, labels, state))
@@ -120,13 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wsolevaluation", type=Path, required=True, help="clone of clovaai/wsolevaluation")
     parser.add_argument("--out", type=Path, default=FIXTURES)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--architectures", nargs="*", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     args = parser.parse_args(argv)
     stub_munch()
     wsol = load_wsol(args.wsolevaluation)
     reference_main = import_from(args.wsolevaluation, "main")
     total = 0
     for method in args.methods:
-        for architecture in ARCHITECTURES:
+        for architecture in (a for a in METHOD_ARCHITECTURES[method] if a in args.architectures):
             size = save_fixture(args.out / method / f"{architecture}.pt",
                                 run_cell(wsol, reference_main, method, architecture))
             total += size

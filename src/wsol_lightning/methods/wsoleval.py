@@ -1,4 +1,4 @@
-"""Pieces the wsolevaluation re-implementations share (ACoL, SPG, and CAM's ``lr_groups``; Choe et al.).
+"""Pieces the wsolevaluation re-implementations share (ACoL, SPG, CAM's InceptionV3 pool, ``lr_groups``).
 
 The reference re-implements every baseline on three backbones and cuts each one the same way for every
 method: ResNet50 with layer4 at stride 1 (layer3 too with ``large_feature_map``), VGG16 without pool5 and
@@ -10,11 +10,12 @@ per-family patterns (``main.py`` ``_FEATURE_PARAM_LAYER_PATTERNS``): for ResNet5
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal
 
 from torch import Tensor, nn
 
-from wsol_lightning.backbones.trunk import architecture_name
+from wsol_lightning.backbones.trunk import Trunk, architecture_name
 
 Family = Literal["resnet", "vgg", "inception_v3", "other"]
 LRGroups = Literal["official", "new_layers"]
@@ -59,6 +60,24 @@ def conv_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list
 def small_inception_pool(large_feature_map: bool) -> nn.Module:
     """The reference's 3x3/2 ceil-mode max-pool after Mixed_5d (28 -> 14 at 224), identity if ``large``."""
     return nn.Identity() if large_feature_map else nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+
+def pool_before_mixed_6a(trunk: Trunk, large_feature_map: bool) -> None:
+    """Put :func:`small_inception_pool` first in the stage of a widened InceptionV3 trunk that holds Mixed_6a.
+
+    The pool becomes the stage's child ``pool_5d`` (no parameters, so state-dict keys do not change), between
+    Mixed_5d and Mixed_6a as in the reference's ``Inception{Cam,Acol,Adl}.forward``.
+
+    Raises:
+        ValueError: no stage holds ``Mixed_6a``.
+
+    """
+    for index, stage in enumerate(trunk.stages):
+        if "Mixed_6a" in stage._modules:
+            trunk.stages[index] = nn.Sequential(OrderedDict(
+                [("pool_5d", small_inception_pool(large_feature_map)), *stage.named_children()]))
+            return
+    raise ValueError("pool_before_mixed_6a: the trunk has no Mixed_6a (an InceptionV3 cut at Mixed_6e is needed)")
 
 
 def check_lr_groups(lr_groups: str) -> None:

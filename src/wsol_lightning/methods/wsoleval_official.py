@@ -1,4 +1,4 @@
-"""Converting wsolevaluation checkpoints of the methods with their own heads (ACoL, SPG).
+"""Converting wsolevaluation checkpoints: the methods with their own heads (ACoL, SPG) and CAM's InceptionV3 head.
 
 ``main.py`` saves ``{"state_dict": model.state_dict(), ...}``. The trunks keep torchvision's names, which
 :func:`~wsol_lightning.methods.cam.wsoleval_official.wsoleval_cam_key_map` maps for ResNet50 and VGG16
@@ -22,6 +22,10 @@ from wsol_lightning.methods.official import fill_batches_tracked, remap_strict, 
 
 #: ``(pattern, replacement)`` pairs rewriting an official trunk key to its torchvision name.
 Aliases = Sequence[tuple[str, str | Callable[[re.Match[str]], str]]]
+#: The heads of the reference's CAM-architecture InceptionV3 (``InceptionCam``, ``InceptionAdl``: CAM, HaS, CutMix,
+#: ADL) -> :class:`~wsol_lightning.methods.cam.model.CAMNet`'s; ResNet50 / VGG16 ``fc`` and ``conv6`` need no entry.
+CAM_HEADS: dict[str, str] = {"SPG_A3_1b.0": "net.extra.conv_a", "SPG_A3_2b.0": "net.extra.conv_b",
+                             "SPG_A4": "net.classifier"}
 
 
 def wsoleval_key_map(official_keys: Iterable[str], library_keys: Iterable[str], heads: Mapping[str, str],

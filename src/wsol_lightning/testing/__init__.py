@@ -1,6 +1,7 @@
 """Helpers for tests and parity tools (golden fixtures produced by the official implementations)."""
 
 from wsol_lightning.testing.parity import (
+    SeededDropout,
     assert_matches,
     key_shapes_of,
     load_fixture,
@@ -10,5 +11,6 @@ from wsol_lightning.testing.parity import (
 )
 
 __all__ = [
-    "assert_matches", "key_shapes_of", "load_fixture", "save_fixture", "seeded_inputs", "seeded_state_dict",
+    "SeededDropout", "assert_matches", "key_shapes_of", "load_fixture", "save_fixture", "seeded_inputs",
+    "seeded_state_dict",
 ]

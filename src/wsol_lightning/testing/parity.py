@@ -72,6 +72,36 @@ def seeded_inputs(shape: Sequence[int], seed: int, dtype: torch.dtype = torch.fl
     return torch.randn(tuple(int(s) for s in shape), generator=gen, dtype=torch.float64).to(dtype)
 
 
+class SeededDropout:
+    """A stand-in for ``F.dropout(input, p, training)`` whose masks are drawn from one seed, call after call.
+
+    Each training call keeps the elements where ``torch.rand(input.shape) >= p`` (from the instance's generator,
+    in ``input``'s dtype) and scales them by ``1 / (1 - p)``, as dropout does. A reference model and a library
+    model that call their dropouts in the same order with the same shapes get the same masks; use
+    :meth:`patch` to route a module's ``nn.Dropout`` layers through it.
+
+    Args:
+        seed: seed of the masks (stored in the fixture).
+
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:  # noqa: A002
+        """Dropout of ``input`` with this instance's next mask (the identity when not ``training``)."""
+        if not training or p == 0:
+            return input
+        keep = torch.rand(input.shape, generator=self.generator, dtype=input.dtype) >= p
+        return input * keep.to(input.dtype) / (1.0 - p)
+
+    def patch(self, module: torch.nn.Module) -> None:
+        """Make every ``nn.Dropout`` inside ``module`` draw its masks from this instance (in forward order)."""
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Dropout):
+                layer.forward = lambda x, layer=layer: self(x, layer.p, layer.training)  # type: ignore[method-assign]
+
+
 def key_shapes_of(state_dict: Mapping[str, Tensor]) -> list[tuple[str, list[int]]]:
     """The ``(key, shape)`` list of a state dict, the form stored in fixtures."""
     return [(k, list(v.shape)) for k, v in state_dict.items()]

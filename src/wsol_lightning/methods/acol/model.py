@@ -10,8 +10,6 @@ erasing driven by ``c``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +20,7 @@ from wsol_lightning.methods.wsoleval import (
     conv_relu,
     init_new_layers,
     minmax_per_map,
-    small_inception_pool,
+    pool_before_mixed_6a,
 )
 
 
@@ -75,9 +73,7 @@ class ACoLNet(nn.Module):
             self.tail = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1))
         elif self.family == "inception_v3":
             self.trunk = build_trunk(backbone, pretrained, num_taps=4, stride_one_taps=(3,))
-            stage = self.trunk.stages[3]
-            self.trunk.stages[3] = nn.Sequential(OrderedDict(
-                [("pool_5d", small_inception_pool(large_feature_map)), *stage.named_children()]))
+            pool_before_mixed_6a(self.trunk, large_feature_map)
         else:
             self.trunk = build_trunk(backbone, pretrained)
         channels = self.trunk.channels[-1]

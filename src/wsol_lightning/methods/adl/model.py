@@ -21,10 +21,13 @@ from wsol_lightning.backbones.trunk import Trunk
 #: the reference's insertion points (wsolevaluation, 14x14 maps) in timm's module names: ResNet after the first
 #: block of layer3 and the first and last blocks of layer4 (its ``_ADL_POSITION``); VGG16 after pool3
 #: (``features.16``), conv4_3's ReLU (``features.22``) and conv5_3's ReLU (``features.29``) (its ``'A'``
-#: entries). ``-1`` is the last block of a stage.
+#: entries); InceptionV3 after Mixed_5d (before the 3x3/2 pool), Mixed_6e and the head's second 3x3 conv + ReLU
+#: (``InceptionAdl``'s ``ADL_5d``, ``ADL_6e``, ``ADL_A3_2b``; ``extra.`` names a child of the CAM head).
+#: ``-1`` is the last block of a stage.
 ADL_POSITIONS: dict[str, tuple[str, ...]] = {
     "resnet": ("layer3.0", "layer4.0", "layer4.-1"),
     "vgg": ("features.16", "features.22", "features.29"),
+    "inception_v3": ("Mixed_5d", "Mixed_6e", "extra.relu_b"),
 }
 
 
@@ -86,7 +89,8 @@ def default_adl_positions(trunk: Trunk) -> tuple[str, ...]:
     """The reference's ADL positions for a CAM trunk, found from its structure (any depth of the family).
 
     A ResNet-style trunk (``layer3``/``layer4`` stages): after ``layer3.0``, ``layer4.0`` and the last block of
-    ``layer4``. A VGG-style trunk (flattened ``features_<i>``): after pool3 (the first module of stage 3), the
+    ``layer4``. An InceptionV3 trunk cut at Mixed_6e: after Mixed_5d, Mixed_6e and the head's ``relu_b``. A
+    VGG-style trunk (flattened ``features_<i>``): after pool3 (the first module of stage 3), the
     last ReLU of stage 3 (conv4_x) and the last ReLU of stage 4 (conv5_x): ``features.16/22/29`` on VGG16.
 
     Raises:
@@ -94,6 +98,8 @@ def default_adl_positions(trunk: Trunk) -> tuple[str, ...]:
 
     """
     children = [list(stage._modules) for stage in trunk.stages]
+    if any("Mixed_5d" in stage for stage in children) and "Mixed_6e" in children[-1]:
+        return ADL_POSITIONS["inception_v3"]
     if len(children) == 5 and "layer3" in children[3] and "layer4" in children[4]:
         return ADL_POSITIONS["resnet"]
     if len(children) == 5 and all(k.startswith("features_") for stage in children for k in stage):
@@ -102,8 +108,17 @@ def default_adl_positions(trunk: Trunk) -> tuple[str, ...]:
                      "(timm module names inside the trunk, e.g. ['layer3.0', 'layer4.-1'])")
 
 
-def _locate(trunk: Trunk, position: str) -> tuple[nn.Sequential, str]:
-    """The ``nn.Sequential`` holding ``position`` and the child's key in it (``-1`` = last block)."""
+def _locate(trunk: Trunk, position: str, head: nn.Module | None = None) -> tuple[nn.Sequential, str]:
+    """The ``nn.Sequential`` holding ``position`` and the child's key in it (``-1`` = last block).
+
+    ``extra.<child>`` names a child of ``head`` (the CAM's extra layers).
+    """
+    if position.startswith("extra."):
+        key = position[len("extra."):]
+        if isinstance(head, nn.Sequential) and key in head._modules:
+            return head, key
+        children = list(head._modules) if isinstance(head, nn.Sequential) else []
+        raise ValueError(f"ADL position '{position}' is not a child of the CAM head (children: {children})")
     parent_name, _, child = position.rpartition(".")
     candidates = [(parent_name, child), ("", position.replace(".", "_"))]
     for stage in trunk.stages:
@@ -130,8 +145,11 @@ def _has(module: nn.Module, name: str) -> bool:
     return True
 
 
-def insert_adl(trunk: Trunk, positions: Sequence[str], drop_rate: float, threshold: float) -> list[AttentionDropout]:
+def insert_adl(trunk: Trunk, positions: Sequence[str], drop_rate: float, threshold: float,
+               head: nn.Module | None = None) -> list[AttentionDropout]:
     """Insert an :class:`AttentionDropout` after each of ``positions`` (timm module names) in ``trunk``.
+
+    A position ``extra.<child>`` is a child of ``head`` (an ``nn.Sequential``, e.g. the InceptionV3 CAM head).
 
     The layers become children of the containing ``nn.Sequential`` (named ``adl<i>``), so parameter keys do
     not change. Positions that resolve to the same module (e.g. ``layer4.0`` and ``layer4.-1`` of a one-block
@@ -144,7 +162,7 @@ def insert_adl(trunk: Trunk, positions: Sequence[str], drop_rate: float, thresho
     layers: list[AttentionDropout] = []
     seen: set[tuple[int, str]] = set()
     for position in positions:
-        parent, key = _locate(trunk, position)
+        parent, key = _locate(trunk, position, head)
         if (id(parent), key) in seen:
             continue
         seen.add((id(parent), key))

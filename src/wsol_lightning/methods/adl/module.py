@@ -26,19 +26,23 @@ class ADL(CAM):
             (wsolevaluation ``--adl_threshold``, default 0.9).
         adl_positions: timm module names after which a layer is inserted (``None``: the reference's points,
             ResNet ``layer3.0, layer4.0, layer4.-1``; VGG16 ``features.16, features.22, features.29``, i.e. after
-            pool3 and the last ReLUs of conv4_x and conv5_x on any VGG).
+            pool3 and the last ReLUs of conv4_x and conv5_x on any VGG; InceptionV3 ``Mixed_5d, Mixed_6e,
+            extra.relu_b``, i.e. after Mixed_5d, Mixed_6e and the head's second conv, as ``InceptionAdl``).
+        head_dropout: dropout of the InceptionV3 head (``InceptionAdl`` has none: 0).
         **kwargs: other arguments of :class:`CAM` (``label_smoothing``) and :class:`WSOLModule`.
 
     """
 
     def __init__(self, backbone: str = "resnet50", num_classes: int = 200, pretrained: bool | str = False,
                  adl_drop_rate: float = 0.75, adl_threshold: float = 0.9,
-                 adl_positions: Sequence[str] | None = None, **kwargs: Any) -> None:
+                 adl_positions: Sequence[str] | None = None, head_dropout: float = 0.0, **kwargs: Any) -> None:
         if kwargs.get("timm_head"):
             raise ValueError("ADL inserts layers into the wsolevaluation CAM trunk: timm_head=True is not supported")
-        super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
+        super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained,
+                         head_dropout=head_dropout, **kwargs)
         positions = default_adl_positions(self.net.trunk) if adl_positions is None else tuple(adl_positions)
-        self._adl_layers = tuple(insert_adl(self.net.trunk, positions, adl_drop_rate, adl_threshold))
+        self._adl_layers = tuple(insert_adl(self.net.trunk, positions, adl_drop_rate, adl_threshold,
+                                            head=self.net.extra))
 
     def losses(self, images: Tensor, labels: Tensor, uniforms: Sequence[float] | None = None) -> dict[str, Tensor]:
         """Cross-entropy of the ADL network (layers active in train mode).

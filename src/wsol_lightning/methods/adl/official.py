@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
-from wsol_lightning.methods.cam.wsoleval_official import convert_wsoleval_cam
+from wsol_lightning.methods.wsoleval_official import CAM_HEADS, convert_wsoleval_state_dict
 
 
-def convert_official_state_dict(official: Mapping[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
-    """Rename a wsolevaluation ADL state dict (``ResNetAdl`` / ``VggCam`` keys) onto ``module.state_dict()``.
+def convert_official_state_dict(official: Mapping[str, Any], module: nn.Module) -> dict[str, Tensor]:
+    """Rename a wsolevaluation ADL state dict onto ``module.state_dict()``.
+
+    Keys of ``ResNetAdl`` / ``VggCam`` / ``InceptionAdl``.
 
     The reference's ADL layers sit inside its ``nn.Sequential`` containers and shift the indices after them;
     blocks and convolutions are matched by order, so those shifts need no table.
+
+    Accepts the bare state dict or ``main.py``'s checkpoint dict (``{'state_dict': ...}``, ``module.`` prefixes).
+    Build the module with the checkpoint's backbone, class count and ``large_feature_map``.
 
     Raises:
         OfficialCheckpointError: a key has no place, a module key is not filled, or a shape differs.
 
     """
-    return convert_wsoleval_cam(official, module.state_dict(), source="wsolevaluation ADL checkpoint")
+    return convert_wsoleval_state_dict(official, module, CAM_HEADS, source="wsolevaluation ADL checkpoint")

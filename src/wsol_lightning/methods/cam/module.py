@@ -30,14 +30,18 @@ class CAM(WSOLModule):
         lr_groups: which parameters train at ``head_lr_mult``. ``"official"`` (default) follows wsolevaluation's
             ``main.py`` (``_FEATURE_PARAM_LAYER_PATTERNS``): on a ResNet, ``layer4`` and the classifier; on
             VGG16/InceptionV3, every layer outside the pretrained features (the extra conv and the classifier).
-            ``"new_layers"``: the extra conv and the classifier, whatever the backbone.
+            ``"new_layers"``: the extra conv and the classifier, whatever the backbone. (On InceptionV3 the
+            two coincide: ``Mixed*`` and ``Conv2d_*`` at the base lr, the head and the 1x1 classifier at x10.)
+        large_feature_map: the reference's ``--large_feature_map`` (28x28 maps at 224 instead of 14x14 on
+            ResNet50, VGG16 and InceptionV3; see :class:`CAMNet`).
+        head_dropout: dropout of the InceptionV3 head (``InceptionCam``: 0.5); unused on other backbones.
         **kwargs: optimisation and evaluation arguments of :class:`WSOLModule`.
 
     """
 
     def __init__(self, backbone: str = "resnet50", num_classes: int = 200, pretrained: bool | str = False,
                  label_smoothing: float = 0.0, timm_head: bool = False, lr_groups: LRGroups = "official",
-                 **kwargs: Any) -> None:
+                 large_feature_map: bool = False, head_dropout: float = 0.5, **kwargs: Any) -> None:
         super().__init__(backbone=backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
         check_lr_groups(lr_groups)
         self.net: CAMNet | TimmCAMNet
@@ -45,7 +49,8 @@ class CAM(WSOLModule):
             self.net = TimmCAMNet(backbone, num_classes, pretrained)
             self._new_head = not pretrained or num_classes != timm_num_classes(backbone)
         else:
-            self.net = CAMNet(backbone, num_classes, pretrained)
+            self.net = CAMNet(backbone, num_classes, pretrained, large_feature_map=large_feature_map,
+                              head_dropout=head_dropout)
 
     @classmethod
     def from_timm(cls, name: str, pretrained: bool | str = True, num_classes: int | None = None,

@@ -10,17 +10,15 @@ containers (which shifts the indices of the layers after them). Its state-dict l
 The library keeps timm's names inside :class:`~wsol_lightning.backbones.Trunk` stages
 (``trunk.stages.3.layer3.0.conv1.weight``, ``trunk.stages.2.features_10.weight``), the extra conv as
 ``extra.0`` and the linear classifier as ``classifier``. Blocks and convolutions are matched by their
-order, so the ADL-shifted indices need no table. The methods' ``official.py`` converters build on this.
+order, so the ADL-shifted indices need no table. The methods' ``official.py`` converters build on this through
+:func:`~wsol_lightning.methods.wsoleval_official.convert_wsoleval_state_dict` (which also matches InceptionV3's
+``Conv2d_*`` / ``Mixed_*`` names, timm's own, and its ``SPG_A3_*`` head by ``CAM_HEADS``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-
-from torch import Tensor
-
-from wsol_lightning.methods.official import fill_batches_tracked, remap_strict, strip_prefixes
+from collections.abc import Iterable
 
 _RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(.+)$")
 _VGG_FEATURE = re.compile(r"^features\.(\d+)\.(weight|bias)$")
@@ -73,32 +71,3 @@ def wsoleval_cam_key_map(official_keys: Iterable[str], library_keys: Iterable[st
         else:
             mapping[key] = key
     return mapping
-
-
-def convert_wsoleval_cam(official: Mapping[str, Tensor], target: Mapping[str, Tensor],
-                         prefix: str = "net.", source: str = "wsolevaluation checkpoint") -> dict[str, Tensor]:
-    """Convert a wsolevaluation CAM/ADL state dict onto ``target`` (a module's ``state_dict()``), strictly.
-
-    Args:
-        official: the reference's model state dict, or its checkpoint file's dict (``{'architecture', 'epoch',
-            'state_dict', 'optimizer'}``, as ``main.py`` saves it); ``module.`` prefixes are removed.
-        target: the library module's ``state_dict()``; its own buffers outside ``prefix`` (the operating
-            threshold) are kept as they are.
-        prefix: where the :class:`CAMNet` sits in the module.
-        source: how errors name the file.
-
-    Raises:
-        OfficialCheckpointError: keys without a place, missing keys or shape mismatches, named.
-
-    """
-    if isinstance(official.get("state_dict"), Mapping):
-        official = official["state_dict"]  # type: ignore[assignment]
-    official = strip_prefixes(official, ("module.",))
-    mapping = wsoleval_cam_key_map(official, target, prefix)
-
-    def fill(key: str) -> Tensor | None:
-        if not key.startswith(prefix):
-            return target[key]
-        return fill_batches_tracked(key)
-
-    return remap_strict(official, target, mapping.__getitem__, source=source, fill_missing=fill)

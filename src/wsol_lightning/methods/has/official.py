@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
-from wsol_lightning.methods.cam.wsoleval_official import convert_wsoleval_cam
+from wsol_lightning.methods.wsoleval_official import CAM_HEADS, convert_wsoleval_state_dict
 
 
-def convert_official_state_dict(official: Mapping[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
-    """Rename a wsolevaluation HaS state dict (``ResNetCam`` / ``VggCam`` keys) onto ``module.state_dict()``.
+def convert_official_state_dict(official: Mapping[str, Any], module: nn.Module) -> dict[str, Tensor]:
+    """Rename a wsolevaluation HaS state dict (the reference's CAM network) onto ``module.state_dict()``.
 
-    Raises:
-        OfficialCheckpointError: a key has no place, a module key is not filled, or a shape differs.
-
+    As :func:`wsol_lightning.methods.cam.official.convert_official_state_dict`, naming HaS in its errors.
     """
-    return convert_wsoleval_cam(official, module.state_dict(), source="wsolevaluation HaS checkpoint")
+    return convert_wsoleval_state_dict(official, module, CAM_HEADS, source="wsolevaluation HaS checkpoint")
