@@ -56,3 +56,14 @@ def test_forward_once_only_for_that_tensor_and_only_inside_the_block():
     assert "forward" not in model.__dict__
     model(images)
     assert model.calls == 3
+
+
+def test_an_instance_level_forward_is_put_back():
+    """Lightning's DDP forward redirection leaves the bound forward on the instance during a step."""
+    model = _Counting()
+    bound = model.forward
+    model.forward = bound
+    images = torch.rand(1, 3, 4, 4)
+    with forward_once(model, images):
+        model(images), model(images)
+    assert model.__dict__["forward"] is bound and model.calls == 1
