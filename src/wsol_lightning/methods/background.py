@@ -10,6 +10,13 @@ reference, nothing re-encoded). A metric's state therefore goes through the same
 order as without the lanes: the results are bit-identical, float sums included, and deterministic.
 Different lanes touch different metric objects, so they may run at the same time.
 
+Splitting a batch over threads (:meth:`BackgroundUpdates.spread`). So that no single metric bounds the
+throughput, a lane's per-image work can be cut into parts over consecutive image ranges, computed on a
+pool of threads without touching any state; the lane's update then adds the parts in image order. Integer
+counts add up exactly, and float sums are formed from per-image values concatenated in image order, so
+the state still changes exactly as in one synchronous update (``methods/evaluation.py`` does this for PxAP
+and the sanity counters; the box sweeps split their images inside ``MaxBoxAcc.update``).
+
 Why threads and the float maps, not processes fed with uint8 maps: only the box metrics reduce a map
 to ``uint8(map * 255)``; PxAP histograms the float64 values over the ``cam_curve_interval`` grid (1000
 bins at 0.001, finer than 256 levels) and the border-mass statistic sums float values, so a uint8 copy
@@ -33,7 +40,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -49,6 +56,24 @@ def lower_thread_priority(increment: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
     except OSError:  # not permitted or not per-thread here: keep the priority
         pass
+
+
+def in_callers_modes(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` to run on another thread under the calling thread's grad/inference modes and CUDA device.
+
+    They are thread-local in torch; a synchronous call would run under them (Lightning evaluates under
+    ``inference_mode``, and metric states created there are inference tensors).
+    """
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    cuda = torch.cuda.current_device() if torch.cuda.is_initialized() else None
+
+    def call() -> Any:
+        if cuda is not None:
+            torch.cuda.set_device(cuda)
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn()
+
+    return call
 
 
 class MetricUpdateError(RuntimeError):
@@ -90,6 +115,7 @@ class BackgroundUpdates:
         self._lanes: dict[str, ThreadPoolExecutor] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._pending: deque[tuple[Future[Any], str]] = deque()
+        self._pool: ThreadPoolExecutor | None = None  # the image parts of split updates (:meth:`spread`)
 
     # Threads and locks are neither picklable nor copyable: a copy starts idle with the same settings.
     def __getstate__(self) -> dict[str, Any]:
@@ -129,21 +155,31 @@ class BackgroundUpdates:
             self._slots[lane] = threading.BoundedSemaphore(self.max_pending)
         slot = self._slots[lane]
         slot.acquire()  # back-pressure: wait while the lane holds max_pending updates
-        # Grad and inference modes are thread-local: run under the caller's, as the synchronous call would
-        # (Lightning evaluates under inference_mode, and metric states created there are inference tensors).
-        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
-        cuda = torch.cuda.current_device() if torch.cuda.is_initialized() else None  # also thread-local
+        call = in_callers_modes(fn)
 
         def run() -> Any:
             try:
-                if cuda is not None:
-                    torch.cuda.set_device(cuda)
-                with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                    return fn()
+                return call()
             finally:
                 slot.release()
 
         self._pending.append((self._lanes[lane].submit(run), context))
+
+    def spread(self, parts: Sequence[Callable[[], Any]], threads: int) -> list[Future[Any]]:
+        """Start ``parts`` (independent, touching no shared state) on a pool of ``threads`` worker threads.
+
+        The way a lane splits one batch's per-image work: a later :meth:`submit` passes the futures' results,
+        in order, to the lane's update (which alone changes the metric state). Only when enabled. The lanes'
+        back-pressure bounds the parts too: the caller spreads a batch, then waits in ``submit`` while the
+        lane is full, so at most ``max_pending + 1`` batches' parts exist. Errors surface through the lane's
+        update (``Future.result``); :meth:`flush` stops the pool.
+        """
+        if not self.enabled:
+            raise RuntimeError("spread needs enabled background updates")
+        if self._pool is None:  # its size is fixed until the next flush
+            self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="wsol-metric-parts",
+                                            initializer=lower_thread_priority, initargs=(self.lane_nice,))
+        return [self._pool.submit(in_callers_modes(part)) for part in parts]
 
     def _raise_finished_errors(self) -> None:
         """Drop the finished calls at the head of the queue; on an error among them, ``flush`` (which raises)."""
@@ -162,6 +198,9 @@ class BackgroundUpdates:
                 first = (err, context)
         for executor in self._lanes.values():
             executor.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._lanes.clear()
         self._slots.clear()
         if first is not None:

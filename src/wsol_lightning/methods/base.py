@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, skipped_report
+from wsol_lightning.methods.evaluation import LocalizationEvaluator, any_process_updated, forward_once, skipped_report
 from wsol_lightning.methods.optim import build_optimizer, build_scheduler, parameter_groups_by_name
 from wsol_lightning.methods.pretrained import PretrainedMixin
 from wsol_lightning.methods.sanity import print_sanity_warnings
@@ -80,8 +80,8 @@ class WSOLModule(PretrainedMixin, L.LightningModule):
             classifier) turns it off; from-scratch CPU recipes use it so that the method's extra terms act on
             a classifier that already recognises the objects.
         async_metrics: run the localisation metric updates (MaxBoxAcc, PxAP, sanity counters) on background
-            threads while the next batch's forward pass runs; results are bit-identical to ``False`` (the
-            synchronous updates), see :mod:`~wsol_lightning.methods.background`.
+            threads, their per-image work split over ``torch.get_num_threads()`` threads, while the next forward
+            runs; results are bit-identical to ``False`` (inline), see :mod:`~wsol_lightning.methods.background`.
         async_max_pending: batches each metric may hold queued before the evaluation loop waits for it.
 
     """
@@ -221,13 +221,14 @@ class WSOLModule(PretrainedMixin, L.LightningModule):
         return upsample_and_normalize(maps, size, getattr(self, "map_interpolation", "bicubic"))
 
     def _evaluation_step(self, batch: WSOLBatch, stage: str) -> None:
-        logits, maps = self.evaluation_maps(batch)
-        labels = batch["label"]
-        self.top1_cls.update(logits, labels)
-        self.top5_cls.update(logits, labels)
-        self.evaluator.update(maps, batch, logits, context=self._eval_batch)
-        if "semantic" in batch and "multi_hot" in batch:
-            self.seed_miou.update(self.seed_maps(batch), batch["semantic"])
+        with forward_once(self, batch["image"]):  # the GT-class maps and the seed maps share one forward pass
+            logits, maps = self.evaluation_maps(batch)
+            labels = batch["label"]
+            self.top1_cls.update(logits, labels)
+            self.top5_cls.update(logits, labels)
+            self.evaluator.update(maps, batch, logits, context=self._eval_batch)
+            if "semantic" in batch and "multi_hot" in batch:
+                self.seed_miou.update(self.seed_maps(batch), batch["semantic"])
 
     @torch.no_grad()
     def seed_maps(self, batch: WSOLBatch) -> Tensor:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -11,6 +16,8 @@ from torch import Tensor, nn
 from wsol_lightning.methods.background import BackgroundUpdates
 from wsol_lightning.methods.sanity import SanityEvaluator
 from wsol_lightning.metrics import MaxBoxAcc, PxAP
+from wsol_lightning.metrics import functional as F
+from wsol_lightning.metrics._checks import check_flags, check_maps, check_masks  # the metrics' own input checks
 from wsol_lightning.types import WSOLBatch
 
 
@@ -46,6 +53,44 @@ def skipped_report(stage: str, local_skipped: int) -> tuple[float, str]:
     )
 
 
+@contextmanager
+def forward_once(module: nn.Module, images: Tensor) -> Iterator[None]:
+    """Within the block, ``module(images)`` on this very ``images`` tensor runs the forward pass only once.
+
+    An evaluation step reads the GT-class maps and, on multi-label data, every positive class's seed map
+    from the same images: the second ``module(images)`` returns the first one's outputs (they are only read;
+    evaluation forwards are deterministic) instead of a second forward pass. Other inputs run as usual.
+    """
+    own = module.__dict__.get("forward")  # an instance-level forward already there is put back afterwards
+    forward = module.forward
+    outputs: list[Any] = []
+
+    def once(x: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if x is not images or args or kwargs:
+            return forward(x, *args, **kwargs)
+        if not outputs:
+            outputs.append(forward(x))
+        return outputs[0]
+
+    module.forward = once  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own  # type: ignore[method-assign]
+
+
+def collect(futures: list[Future[Any]], check: Callable[[], None]) -> list[Any]:
+    """The futures' results in order; if one failed, ``check()`` may raise a clearer error first."""
+    try:
+        return [future.result() for future in futures]
+    except Exception:
+        check()
+        raise
+
+
 class LocalizationEvaluator(nn.Module):
     """MaxBoxAcc (with top-1/top-5 hit counters) on images with boxes, PxAP/PIoU on images with masks.
 
@@ -60,16 +105,22 @@ class LocalizationEvaluator(nn.Module):
         default_threshold: operating threshold used only where none was chosen on val nor given
             (prediction on a never-validated model); a warning says so.
         asynchronous: run the metric updates on background threads, one per metric, while the caller goes
-            on (:mod:`~wsol_lightning.methods.background`: same results, bit for bit); ``compute``,
+            on (:mod:`~wsol_lightning.methods.background`: same results, bit for bit), with the per-image
+            work of PxAP and the sanity counters split over ``split_threads`` threads; ``compute``,
             ``accuracy_at``, ``warnings`` and ``reset`` wait for them first (:meth:`flush`).
         max_pending: updates a metric may hold queued or running before ``update`` waits.
+        split_threads: with ``asynchronous``, threads over which a batch's per-image PxAP and sanity work is
+            split (``None``: ``torch.get_num_threads()``, as the box sweeps split their images).
 
     """
 
     def __init__(self, iou_thresholds: tuple[int, ...] = (30, 50, 70), cam_curve_interval: float = 0.001,
                  multi_contour: bool = True, default_threshold: float = 0.2, asynchronous: bool = False,
-                 max_pending: int = 2) -> None:
+                 max_pending: int = 2, split_threads: int | None = None) -> None:
         super().__init__()
+        if split_threads is not None and split_threads < 1:
+            raise ValueError(f"split_threads must be >= 1 or None, got {split_threads}")
+        self.split_threads = split_threads
         self.updates = BackgroundUpdates(enabled=asynchronous, max_pending=max_pending)
         self.box = MaxBoxAcc(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval,
                              multi_contour=multi_contour)
@@ -101,9 +152,48 @@ class LocalizationEvaluator(nn.Module):
             if self.box_outer is not None:
                 outer = self.box_outer
                 self._submit("box_outer", context, lambda: outer.update(maps[index], kept))
+        if self.updates.enabled:
+            self._split_update(maps, masks, top1_correct, logits.detach(), kept, context)
+            return
         if masks is not None:
             self._submit("pixel", context, lambda: self.pixel.update(maps, masks))
         self._submit("sanity", context, lambda: self.sanity.update(maps, logits.detach(), top1_correct, kept, masks))
+
+    def _split_update(self, maps: Tensor, masks: Tensor | None, top1_correct: Tensor, logits: Tensor,
+                      kept: list[Tensor], context: str) -> None:
+        """PxAP and the sanity counters with their per-image work spread over threads, then added in order.
+
+        The parts (:meth:`_image_part`, consecutive image ranges) check the maps and masks once for both
+        metrics and touch no state; the ``pixel`` and ``sanity`` lanes add them in image order, which
+        equals one synchronous update bit for bit (integer counts; per-image float masses summed in order).
+        """
+        batch = maps.shape[0]
+        threads = int(self.split_threads or torch.get_num_threads())
+        count = max(1, min(threads, batch))
+        bounds = [batch * j // count for j in range(count + 1)]
+        futures = self.updates.spread([partial(self._image_part, maps, masks, top1_correct, lo, hi)
+                                       for lo, hi in zip(bounds[:-1], bounds[1:])], threads)
+
+        def check() -> None:  # after a failed part: the synchronous update's message and image index
+            arr = check_maps(maps)
+            if masks is not None:
+                check_masks(masks, arr)
+
+        if masks is not None:
+            self._submit("pixel", context, lambda: self.pixel.add_histograms(
+                *(np.sum(hists, axis=0) for hists in zip(*(part[0] for part in collect(futures, check))))))
+        size = (int(maps.shape[-2]), int(maps.shape[-1]))
+        self._submit("sanity", context, lambda: self.sanity.add_parts(
+            [part[1] for part in collect(futures, check)], logits, kept, size))
+
+    def _image_part(self, maps: Tensor, masks: Tensor | None, top1_correct: Tensor, start: int,
+                    stop: int) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
+        """PxAP histograms (``None`` without masks) and sanity part of images ``start:stop``; no state change."""
+        arr = check_maps(maps[start:stop])
+        flags = check_flags(top1_correct[start:stop], stop - start, "top1_correct")
+        gt = None if masks is None else check_masks(masks[start:stop], arr)
+        hist = None if gt is None else F.pixel_histograms(arr, gt, self.pixel.thresholds)
+        return hist, self.sanity.image_part(arr, flags, gt)
 
     def _submit(self, lane: str, context: str, fn: Callable[[], None]) -> None:
         self.updates.submit(lane, fn, f"{context}, metric '{lane}'")

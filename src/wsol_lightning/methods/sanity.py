@@ -15,7 +15,9 @@ Logged per split, on the same images and with the same metric settings as the me
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
@@ -71,6 +73,34 @@ class SanityEvaluator(nn.Module):
         if masks is not None:
             self.centre_pixel.update(masks, height, width)
         self.stats.update(maps, top1_correct, masks)
+
+    def image_part(self, maps: np.ndarray, flags: np.ndarray | None, masks: np.ndarray | None) -> dict[str, Any]:
+        """The per-image work of :meth:`update` on some images, from checked inputs, touching no state.
+
+        ``maps`` ``(b, H, W)`` (``check_maps``), ``flags`` ``(b,)`` (``check_flags``) and ``masks`` ``(b, H, W)``
+        uint8 (``check_masks``) or ``None``; several threads may compute a batch's parts at once.
+        """
+        part: dict[str, Any] = {"stats": self.stats.image_part(maps, flags, masks)}
+        if masks is not None:
+            part["centre_pixel"] = self.centre_pixel.mask_histograms(masks)
+        return part
+
+    def add_parts(self, parts: list[dict[str, Any]], logits: Tensor, boxes: list[Tensor] | None,
+                  size: tuple[int, int]) -> None:
+        """Add a batch whose :meth:`image_part` were computed over consecutive image ranges (in image order).
+
+        Equal to :meth:`update` on the whole batch, bit for bit: the reference boxes are scored here, the
+        counts are integers and the float masses are summed per image in order (``EvaluationSanity.add_parts``).
+        ``size`` is the maps' ``(H, W)``; ``boxes`` and ``logits`` are those :meth:`update` takes.
+        """
+        self.num_classes = int(logits.shape[1])
+        if boxes:
+            self.centre_box.update(boxes, *size)
+            self.whole_box.update(boxes, *size)
+        centre = [part["centre_pixel"] for part in parts if "centre_pixel" in part]
+        if centre:
+            self.centre_pixel.add_histograms(*(np.sum(hists, axis=0) for hists in zip(*centre)))
+        self.stats.add_parts([part["stats"] for part in parts])
 
     def compute(self, boxes_seen: bool, masks_seen: bool) -> dict[str, Tensor]:
         """The baselines and statistics (MaxBoxAccV2/PxAP in percent); box and pixel ones only when seen.

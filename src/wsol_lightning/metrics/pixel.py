@@ -58,9 +58,22 @@ class PxAP(Metric):
         """
         maps = check_maps(cams)
         gt = check_masks(masks, maps)
-        pos, neg = F.pixel_histograms(maps, gt, self.thresholds)
-        self.hist_pos += torch.from_numpy(pos).to(self.hist_pos.device)
-        self.hist_neg += torch.from_numpy(neg).to(self.hist_neg.device)
+        self._add_counts(*F.pixel_histograms(maps, gt, self.thresholds))
+
+    def add_histograms(self, hist_pos: np.ndarray, hist_neg: np.ndarray) -> None:
+        """One update from ``(T + 2,)`` int64 object/background histograms (``functional.pixel_histograms``).
+
+        A hook for callers that histogram a batch's images in parts on several threads
+        (``methods/evaluation.py``) and add the summed parts: the counts are integers, so this equals
+        :meth:`update` on the whole batch. Recorded as an update, as torchmetrics' ``update`` wrapper does.
+        """
+        self._computed = None
+        self._update_count += 1
+        self._add_counts(hist_pos, hist_neg)
+
+    def _add_counts(self, hist_pos: np.ndarray, hist_neg: np.ndarray) -> None:
+        self.hist_pos += torch.from_numpy(hist_pos).to(self.hist_pos.device)
+        self.hist_neg += torch.from_numpy(hist_neg).to(self.hist_neg.device)
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``pxap`` and ``piou`` in percent (float64 scalar tensors).

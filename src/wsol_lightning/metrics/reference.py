@@ -118,10 +118,17 @@ class ReferenceMapPxAP(PxAP):
         """Add ``B`` masks ``(H, W)`` (1 object, 0 background, 255 ignored) of images of that size."""
         count = len(masks)
         gt = check_masks(masks, np.broadcast_to(np.zeros((), np.uint8), (count, int(height), int(width))))
-        labels = gt.reshape(count, -1)
+        self._add_counts(*self.mask_histograms(gt))
+
+    def mask_histograms(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference map's ``(hist_pos, hist_neg)`` ``(T + 2,)`` int64 under checked ``(B, H, W)`` uint8 masks.
+
+        No state is touched (callers may run it on several threads and add the parts with ``add_histograms``).
+        """
+        count, height, width = masks.shape
+        labels = masks.reshape(count, -1)
         keep = labels != 255
         n_bins = len(self.thresholds) + 2
         idx = np.broadcast_to(self.pixel_bins(height, width), labels.shape)[keep] + n_bins * (labels[keep] == 1)
-        counts = torch.from_numpy(np.bincount(idx, minlength=2 * n_bins).astype(np.int64))
-        self.hist_pos += counts[n_bins:].to(self.hist_pos.device)
-        self.hist_neg += counts[:n_bins].to(self.hist_neg.device)
+        counts = np.bincount(idx, minlength=2 * n_bins).astype(np.int64)
+        return counts[n_bins:], counts[:n_bins]

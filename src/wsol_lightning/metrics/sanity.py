@@ -47,7 +47,7 @@ def border_mass(maps: ArrayLike, band: float = 0.125) -> tuple[np.ndarray, np.nd
         pixels of one image.
 
     """
-    arr = check_maps(maps).astype(np.float64)
+    arr = np.ascontiguousarray(check_maps(maps), dtype=np.float64)  # no copy of C-contiguous float64 maps
     _, height, width = arr.shape
     bh, bw = border_band(height, width, band)
     inner = arr[:, bh:height - bh, bw:width - bw]
@@ -153,26 +153,60 @@ class EvaluationSanity(Metric):
     def update(self, maps: ArrayLike, top1_correct: ArrayLike | None = None, masks: ArrayLike | None = None) -> None:
         """Add ``(B, H, W)`` maps in [0, 1], optional ``(B,)`` top-1 flags and ``(B, H, W)`` masks."""
         arr = check_maps(maps)
-        batch = arr.shape[0]
-        border, total, border_px, px = border_mass(arr, self.border_band)
-        self.border_mass += float(border.sum())
-        self.total_mass += float(total.sum())
-        self.border_pixels += border_px * batch
-        self.pixels += px * batch
-        u = F.quantize_maps(arr)
+        flags = check_flags(top1_correct, arr.shape[0], "top1_correct")
+        gt = None if masks is None else check_masks(masks, arr)
+        self._add([self.image_part(arr, flags, gt)])
+
+    def image_part(self, maps: np.ndarray, flags: np.ndarray | None, masks: np.ndarray | None) -> dict[str, Any]:
+        """The statistics of some images, from checked inputs, without touching the state.
+
+        Callers may compute the parts of a batch on several threads (``methods/evaluation.py``) and add them
+        with :meth:`add_parts` in image order.
+
+        Args:
+            maps: ``(b, H, W)`` float maps checked by ``check_maps``.
+            flags: ``(b,)`` bool top-1 flags (``check_flags``) or ``None``.
+            masks: ``(b, H, W)`` uint8 masks (``check_masks``) or ``None``.
+
+        Returns:
+            Per-image ``border`` and ``total`` masses ``(b,)`` float64 (summed only in :meth:`add_parts`, so
+            the float sum is the one of the whole batch), and integer counts.
+
+        """
+        batch = maps.shape[0]
+        border, total, border_px, px = border_mass(maps, self.border_band)
+        u = F.quantize_maps(maps)
         top = u.reshape(batch, -1).max(axis=1).astype(np.float64) if u.size else np.zeros(batch)
         levels = (self.thresholds[None, :] * top[:, None]).astype(np.int64)  # (B, T), as MaxBoxAcc
         whole = levels <= whole_image_levels(u, self.min_coverage)[:, None]
-        self.whole_image_hits += torch.from_numpy(whole.sum(axis=0)).to(self.whole_image_hits.device)
-        self.num_images += batch
-        flags = check_flags(top1_correct, batch, "top1_correct")
-        if flags is not None:
-            self.top1_correct += int(flags.sum())
-            self.num_classified += batch
-        if masks is not None:
-            gt = check_masks(masks, arr)
-            self.mask_pos += int((gt == 1).sum())
-            self.mask_neg += int((gt == 0).sum())
+        return {"border": border, "total": total, "border_pixels": border_px * batch, "pixels": px * batch,
+                "whole_image_hits": whole.sum(axis=0), "num_images": batch,
+                "top1_correct": None if flags is None else int(flags.sum()),
+                "mask_pos": 0 if masks is None else int((masks == 1).sum()),
+                "mask_neg": 0 if masks is None else int((masks == 0).sum())}
+
+    def add_parts(self, parts: list[dict[str, Any]]) -> None:
+        """One update from the :meth:`image_part` of consecutive image ranges of a batch, in image order.
+
+        The float masses are concatenated per image and summed once, as :meth:`update` on the whole batch
+        sums them, so the result is bit-identical to it; the counts are integers. Recorded as an update, as
+        torchmetrics' ``update`` wrapper does.
+        """
+        self._computed = None
+        self._update_count += 1
+        self._add(parts)
+
+    def _add(self, parts: list[dict[str, Any]]) -> None:
+        self.border_mass += float(np.concatenate([p["border"] for p in parts]).sum())
+        self.total_mass += float(np.concatenate([p["total"] for p in parts]).sum())
+        hits = np.sum([p["whole_image_hits"] for p in parts], axis=0)
+        self.whole_image_hits += torch.from_numpy(hits).to(self.whole_image_hits.device)
+        for name in ("border_pixels", "pixels", "num_images", "mask_pos", "mask_neg"):
+            getattr(self, name).add_(sum(int(p[name]) for p in parts))
+        for part in parts:
+            if part["top1_correct"] is not None:
+                self.top1_correct += part["top1_correct"]
+                self.num_classified += part["num_images"]
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``border_mass_ratio``, ``positive_rate`` (percent; NaN without masks) and the top-1 counts."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import lightning as L
+import pytest
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from wsol_lightning.methods.base import WSOLModule
 from wsol_lightning.methods.thresholds import seed_threshold_after_test
@@ -118,3 +121,58 @@ def test_both_missing_are_chosen_in_one_val_pass():
     assert not math.isnan(float(model.seed_bg_threshold))
     _test_epoch(model, seeds=True)
     assert loader.opened == 1
+
+
+class _Reads(torch.utils.data.Dataset):
+    """Pre-built batches (``batch_size=None``) that count how many were read."""
+
+    def __init__(self, count: int) -> None:
+        self.items, self.reads = [_batch(seeds=False) for _ in range(count)], 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        self.reads += 1
+        return self.items[index]
+
+
+class _Data(L.LightningDataModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.val, self.test = _Reads(3), _Reads(2)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test, batch_size=None)
+
+
+def _trainer(tmp_path) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=tmp_path)
+
+
+@pytest.mark.parametrize("validated", [True, False])
+def test_wsol_test_on_a_checkpoint_reads_val_only_without_a_stored_threshold(tmp_path, validated: bool):
+    """``trainer.test(ckpt_path=...)`` (what ``wsol test --ckpt_path`` runs): the checkpoint's threshold is
+    restored before ``on_test_start``, so no val batch is read; without one, exactly one val pass."""
+    data, trainer = _Data(), _trainer(tmp_path)
+    source = _Counting()
+    if validated:
+        trainer.validate(source, datamodule=data, verbose=False)  # chooses and holds the threshold
+    else:
+        trainer.strategy.connect(source)  # a never-validated model (NaN threshold)
+    stored = float(source.operating_threshold)
+    assert math.isnan(stored) != validated
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    data = _Data()
+    tested = _Counting()
+    _trainer(tmp_path).test(tested, datamodule=data, ckpt_path=tmp_path / "model.ckpt", verbose=False)
+    assert data.test.reads == 2
+    assert data.val.reads == (0 if validated else 3)
+    if validated:
+        assert float(tested.operating_threshold) == stored
+    else:
+        assert not math.isnan(float(tested.operating_threshold))  # chosen by the one val pass
