@@ -47,8 +47,9 @@ def load_official(clone: Path) -> tuple[nn.Module, Callable[[nn.Module], torch.o
 
     """
     _cuda_is_identity()
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    for path in (REPO, REPO / "tools" / "parity"):  # tools/parity/bas.py imports its sibling _official
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     from tools.parity.bas import _import_official
 
     model_module = _import_official(clone / MODEL_FILE, "bench_resnet")

@@ -45,6 +45,28 @@ def library_variant(official: torch.nn.Module | None, options: dict[str, Any]) -
     return (lambda images, labels: module.training_losses({"image": images, "label": labels})["loss"]), optimizer
 
 
+def timed_step(loss_fn: Callable[..., Any], optimizer: Any, images: torch.Tensor,
+               labels: torch.Tensor) -> tuple[float, float, float]:
+    """One step (zero_grad, forward + loss, backward, SGD): wall seconds, this process's CPU seconds, loss."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(images, labels)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start, time.process_time() - start_cpu, float(loss.detach())
+
+
+def print_profile(name: str, loss_fn: Callable[..., Any], optimizer: Any, images: torch.Tensor,
+                  labels: torch.Tensor, rows: int = 14) -> None:
+    """Run one more step of ``name`` under ``torch.profiler`` and print its most expensive ops (self CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        timed_step(loss_fn, optimizer, images, labels)
+    print(f"--- profile of one step of {name}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     """Build the variants with the same weights, time interleaved steps, print the medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,6 +76,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--options", nargs="*", default=[], help='library variants, e.g. "channels_last=true"')
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one more step")
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
@@ -70,25 +93,30 @@ def main() -> None:
     for text in ["", *args.options]:
         runs[f"library {text}".strip()] = library_variant(official, parse_options(text))
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    warm: dict[str, list[float]] = {name: [] for name in runs}
     first: dict[str, float] = {}
     for step in range(args.steps + args.warmup):
         for name, (loss_fn, optimizer) in runs.items():
-            start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(images, labels)
-            loss.backward()
-            optimizer.step()
-            seconds = time.perf_counter() - start
-            first.setdefault(name, float(loss.detach()))
+            seconds, cpu_seconds, loss = timed_step(loss_fn, optimizer, images, labels)
+            first.setdefault(name, loss)
             if step >= args.warmup:
                 times[name].append(seconds)
+                cpu[name].append(cpu_seconds)
+            else:
+                warm[name].append(seconds)
     print(machine())
     print(f"resnet50 BAS (CVPR, CUB recipe), batch {args.batch}, 224x224, 200 classes, "
           f"{args.steps} timed steps after {args.warmup} warm-up, interleaved")
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     for name, ts in times.items():
         print(f"{name:40s} first loss {first[name]:.10f}  median {medians[name]:7.3f} s/step  "
-              f"min {min(ts):7.3f}  all: {', '.join(f'{t:.2f}' for t in ts)}")
+              f"min {min(ts):7.3f}  CPU median {statistics.median(cpu[name]):7.3f}  "
+              f"warm-up (compilation) {', '.join(f'{t:.1f}' for t in warm[name])} s  "
+              f"all: {', '.join(f'{t:.2f}' for t in ts)}")
+    if args.profile:
+        for name, (loss_fn, optimizer) in runs.items():
+            print_profile(name, loss_fn, optimizer, images, labels)
     if "official" not in medians:
         return
     for name, median in medians.items():
@@ -96,9 +124,11 @@ def main() -> None:
             ratio = medians["official"] / median
             best = min(times["official"]) / min(times[name])
             paired = statistics.median(o / t for o, t in zip(times["official"], times[name]))
+            cpu_ratio = statistics.median(cpu["official"]) / statistics.median(cpu[name])
             print(f"speed-up of {name} over the official way: {ratio:.2f}x of the medians "
                   f"({verdict(ratio, TARGET, higher_is_worse=False)}); median of the per-round ratios "
-                  f"{paired:.2f}x ({verdict(paired, TARGET, higher_is_worse=False)}); fastest steps {best:.2f}x")
+                  f"{paired:.2f}x ({verdict(paired, TARGET, higher_is_worse=False)}); fastest steps {best:.2f}x; "
+                  f"CPU time {cpu_ratio:.2f}x ({verdict(cpu_ratio, TARGET, higher_is_worse=False)})")
 
 
 if __name__ == "__main__":

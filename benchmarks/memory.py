@@ -10,13 +10,13 @@ glibc mmap threshold (``CHILD_ENV``): every tensor above 128 KiB is ``mmap``-ed 
 the resident set follows the live tensors (no allocator cache, the same on every run).
 Two ratios to the bare step are printed, each beside the target:
 
-* ``peak``: whole-process peak RSS over the bare case's (the imports, ~0.5 GiB, count on both sides);
+* ``peak``: whole-process peak RSS over the bare case's (the imports, ~0.9 GiB, count on both sides);
 * ``net``: (peak - RSS after the imports), i.e. weights + gradients + optimizer state + activations +
   workspace: what the step itself costs (the stricter figure).
 
 Cases: ``bare`` (timm ResNet50 classifier, cross-entropy), ``cam`` (this library's CAM: layer4 at stride
 1), ``bas`` (this library's BAS, paper defaults) and ``bas+<options>`` (BAS with ``__init__`` options, e.g.
-``bas+checkpoint_background=true,checkpoint_extractor=true``).
+``bas+checkpoint_blocks=5``).
 
     python benchmarks/memory.py                          # resnet50, batch 8, 224 (a few minutes on CPU)
     python benchmarks/memory.py --cases bare bas bas+checkpoint_background=true
@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--num_classes", type=int, default=200)
-    parser.add_argument("--cases", nargs="+", default=["bare", "cam", "bas", "bas+checkpoint"])
+    parser.add_argument("--cases", nargs="+",
+                        default=["bare", "cam", "bas", "bas+checkpoint_blocks=5", "bas+checkpoint_extractor=true"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from wsol_lightning.backbones import build_trunk
 from wsol_lightning.backbones.surgery import pad_inception_v3_mixed_7a
-from wsol_lightning.methods.recompute import recompute_segments, run_recomputed
+from wsol_lightning.methods.recompute import leaf_blocks, recompute_segments, run_recomputed
 
 PoolBetween = Literal["max", "none"]
 BackgroundBN = Literal["batch", "running"]
@@ -172,7 +172,7 @@ class BASNet(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, images: Tensor, classes: Tensor | None = None,
-                recompute_extractor: bool = False) -> dict[str, Tensor]:
+                recompute_extractor: bool = False, recompute_blocks: int = 0) -> dict[str, Tensor]:
         """Run F1, G and F2 (no background branch) on ``(B, 3, H, W)`` images.
 
         Args:
@@ -181,6 +181,10 @@ class BASNet(nn.Module):
                 same numbers, 1/C of the generator's work). ``None``: every class.
             recompute_extractor: keep only F1's block boundaries for backward and recompute the blocks
                 there (:func:`~wsol_lightning.methods.recompute.run_recomputed`; same numbers).
+            recompute_blocks: recompute F1's first ``recompute_blocks`` layers
+                (:func:`~wsol_lightning.methods.recompute.leaf_blocks`: a ResNet's ``conv1, bn1, act1,
+                maxpool``, then its bottlenecks) as one segment in backward, keeping only the images and the
+                segment's output (same numbers); ignored when ``recompute_extractor`` is set.
 
         Returns:
             ``mid`` X ``(B, K, H', W')``, ``fpm`` M ``(B, C, H', W')`` in [0, 1] (``(B, H', W')`` = ``M_y``
@@ -189,6 +193,11 @@ class BASNet(nn.Module):
         """
         if recompute_extractor:
             mid = run_recomputed(recompute_segments(self.extractor), images)
+        elif recompute_blocks:
+            blocks = leaf_blocks(self.extractor)
+            mid = run_recomputed([nn.Sequential(*blocks[:recompute_blocks])], images)
+            for block in blocks[recompute_blocks:]:
+                mid = block(mid)
         else:
             mid = self.extractor(images)
         fpm = torch.sigmoid(self.generator(mid) if classes is None else self.class_generator(mid, classes))

@@ -37,7 +37,7 @@ def images() -> torch.Tensor:
 
 
 @pytest.mark.parametrize("option", [{"generator_gt_only": True}, {"checkpoint_extractor": True},
-                                    {"channels_last": True},
+                                    {"channels_last": True}, {"checkpoint_blocks": 10},
                                     {"generator_gt_only": True, "checkpoint_extractor": True,
                                      "checkpoint_background": True, "channels_last": True}])
 def test_option_gives_the_same_losses_gradients_and_statistics(option, images):
@@ -75,6 +75,28 @@ def test_checkpointed_extractor_is_recomputed_exactly_once_per_backward(images):
     last_block.register_forward_pre_hook(lambda *_: calls.append(1))  # recomputation may stop early
     _step(model, images)
     assert len(calls) == 2  # forward + one recomputation in backward
+
+
+def test_leading_blocks_are_recomputed_once_and_the_rest_not(images):
+    _, model = _pair(checkpoint_blocks=10)  # resnet10t: deep stem + max-pool
+    blocks = leaf_blocks(model.net.extractor)
+    calls = {9: [], 10: []}
+    for index, log in calls.items():
+        blocks[index].register_forward_pre_hook(lambda *_, log=log: log.append(1))
+    _step(model, images)
+    assert (len(calls[9]), len(calls[10])) == (2, 1)  # last recomputed layer: forward + backward; next: once
+
+
+def test_checkpoint_blocks_is_checked():
+    kwargs = {"backbone": "resnet10t", "num_classes": 3, "head_channels": 16}
+    count = len(leaf_blocks(BAS(**kwargs).net.extractor))
+    with pytest.raises(ValueError, match=rf"checkpoint_blocks must be in \[0, {count}\]"):
+        BAS(**kwargs, checkpoint_blocks=count + 1)
+    inplace = next(i for i, b in enumerate(leaf_blocks(BAS(**kwargs).net.extractor)) if getattr(b, "inplace", 0))
+    with pytest.raises(ValueError, match="before an in-place layer"):
+        BAS(**kwargs, checkpoint_blocks=inplace)
+    with pytest.raises(ValueError, match="compile and checkpoint"):
+        BAS(**kwargs, checkpoint_blocks=4, compile="aot_eager")
 
 
 def test_run_recomputed_restores_batchnorm_buffers_and_matches_sequential():
