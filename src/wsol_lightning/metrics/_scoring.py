@@ -41,32 +41,115 @@ def score_of(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.nd
     return score[r]
 
 
+# Chain codes 0-7 (OpenCV's order): right, up-right, up, up-left, left, down-left, down, down-right.
+_DX = (1, 1, 0, -1, -1, -1, 0, 1)
+_DY = (0, -1, -1, -1, 0, 1, 1, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _on(u: np.ndarray, x: int, y: int, level: int) -> bool:
+    return 0 <= y < u.shape[0] and 0 <= x < u.shape[1] and u[y, x] > level
+
+
+@njit(cache=True, nogil=True)
+def outer_contour_area2(u: np.ndarray, x0: int, y0: int, level: int) -> int:
+    """Twice ``cv2.contourArea`` of the outer contour of a component of ``u > level``.
+
+    The component is given by its first pixel in raster order, ``(x0, y0)``. The walk is OpenCV's border
+    following (Suzuki-Abe, as in ``findContours``): the first neighbour met clockwise from the left is the
+    contour's last pixel ``i1``; then from each pixel the next one is met counterclockwise, starting just
+    past the direction it came from, until the walk is back at the start coming from ``i1``. The shoelace
+    sum of that closed walk through pixel centres is ``2 contourArea`` (``CHAIN_APPROX_SIMPLE`` only drops
+    collinear points). The walk sees only the component's own pixels and off pixels, so it costs the
+    perimeter. ``u`` is ``(H, W)`` uint8; pixels outside it are off (OpenCV's zero frame).
+    """
+    s = 4
+    while True:
+        s = (s - 1) & 7
+        if s == 4 or _on(u, x0 + _DX[s], y0 + _DY[s], level):
+            break
+    if s == 4:  # nothing on around the start (its left neighbour is off): a single pixel
+        return 0
+    x1, y1 = x0 + _DX[s], y0 + _DY[s]
+    x, y, twice = x0, y0, 0
+    while True:
+        t = s
+        for k in range(1, 9):
+            t = (s + k) & 7
+            if _on(u, x + _DX[t], y + _DY[t], level):
+                break
+        nx, ny = x + _DX[t], y + _DY[t]
+        twice += x * ny - nx * y
+        if nx == x0 and ny == y0 and x == x1 and y == y1:
+            break
+        x, y, s = nx, ny, (t + 4) & 7
+    return abs(twice)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _upper_area2(r: int, area: np.ndarray, euler: np.ndarray, box: np.ndarray) -> int:
+    """Upper bound of root ``r``'s filled area (half pixels): exact without hole, else its box's area."""
+    return area[r] if euler[r] == 4 else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
+
+
 @njit(cache=True, nogil=True)
 def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-             box: np.ndarray) -> int:
-    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.
+                 box: np.ndarray, traced: np.ndarray, u: np.ndarray, level: int) -> int:
+    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns at ``u > level``.
 
-    A root without hole (``euler == 4``) has filled area ``area`` exactly; a root with holes lies between
-    ``area`` and its box's area ``2 (w - 1) (h - 1)`` (half pixels). With ``top`` the largest lower bound,
-    the roots whose upper bound reaches ``top`` are the candidates: one candidate wins; several hole-free
-    candidates of area ``top`` tie and the one whose first pixel comes last wins; otherwise -1 (an
-    OpenCV call decides that level).
+    Areas are in half pixels. A root without hole (``euler == 4``) has filled area ``area`` exactly; a root
+    with holes lies between ``max(area, traced)`` and its box's area ``2 (w - 1) (h - 1)``, where ``traced``
+    is its exact filled area when it was last traced (0 at birth): a set only grows as the level falls, and
+    so does its filled area. With ``top`` the largest lower bound, the roots whose upper bound reaches
+    ``top`` are the candidates. One candidate wins outright. Otherwise the hole-free candidates are ranked
+    first, then the candidates with holes, largest upper bound first, are traced
+    (:func:`outer_contour_area2` from ``first``, the set's first pixel in padded coordinates) while their
+    upper bound can still win. Among equal areas the root whose first pixel comes last wins (OpenCV lists
+    top-level contours in reverse raster order). ``u`` is the ``(H, W)`` uint8 map; -1 only when nothing
+    is active.
     """
     top = 0
     for i in range(n_active):
-        top = max(top, area[active[i]])
-    best, candidates, exact = -1, 0, True
+        r = active[i]
+        top = max(top, area[r] if euler[r] == 4 else max(area[r], traced[r]))
+    best, candidates, holed = -1, 0, 0
     for i in range(n_active):
         r = active[i]
-        hole_free = euler[r] == 4
-        high = area[r] if hole_free else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
+        if _upper_area2(r, area, euler, box) >= top:
+            candidates += 1
+            holed += euler[r] != 4
+            best = r
+    if candidates <= 1:
+        return best
+    best, best_area = -1, -1
+    queue, upper = np.empty(holed, np.int64), np.empty(holed, np.int64)
+    n_queue = 0
+    for i in range(n_active):
+        r = active[i]
+        high = _upper_area2(r, area, euler, box)
         if high < top:
             continue
-        candidates += 1
-        exact = exact and hole_free and area[r] == top
-        if best < 0 or first[r] > first[best]:
-            best = r
-    return best if candidates == 1 or exact else -1
+        if euler[r] != 4:
+            queue[n_queue], upper[n_queue] = r, high
+            n_queue += 1
+        elif high > best_area or (high == best_area and first[r] > first[best]):
+            best, best_area = r, high
+    wp = u.shape[1] + 2
+    while n_queue > 0:
+        k = 0
+        for j in range(1, n_queue):
+            if upper[j] > upper[k]:
+                k = j
+        r, high = queue[k], upper[k]
+        n_queue -= 1
+        queue[k], upper[k] = queue[n_queue], upper[n_queue]
+        if high < best_area or (high == best_area and best >= 0 and first[r] < first[best]):
+            continue
+        exact = outer_contour_area2(u, first[r] % wp - 1, first[r] // wp - 1, level)
+        traced[r] = exact
+        if exact > best_area or (exact == best_area and first[r] > first[best]):
+            best, best_area = r, exact
+    return best
 
 
 @njit(cache=True, nogil=True)
