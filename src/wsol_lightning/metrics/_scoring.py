@@ -46,43 +46,42 @@ _DX = (1, 1, 0, -1, -1, -1, 0, 1)
 _DY = (0, -1, -1, -1, 0, 1, 1, 1)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _on(u: np.ndarray, x: int, y: int, level: int) -> bool:
-    return 0 <= y < u.shape[0] and 0 <= x < u.shape[1] and u[y, x] > level
-
-
 @njit(cache=True, nogil=True)
-def outer_contour_area2(u: np.ndarray, x0: int, y0: int, level: int) -> int:
-    """Twice ``cv2.contourArea`` of the outer contour of a component of ``u > level``.
+def outer_contour_area2(value: np.ndarray, wp: int, start: int, level: int) -> int:
+    """Twice ``cv2.contourArea`` of the outer contour of a component of ``U > level``.
 
-    The component is given by its first pixel in raster order, ``(x0, y0)``. The walk is OpenCV's border
-    following (Suzuki-Abe, as in ``findContours``): the first neighbour met clockwise from the left is the
-    contour's last pixel ``i1``; then from each pixel the next one is met counterclockwise, starting just
-    past the direction it came from, until the walk is back at the start coming from ``i1``. The shoelace
-    sum of that closed walk through pixel centres is ``2 contourArea`` (``CHAIN_APPROX_SIMPLE`` only drops
+    ``value`` is ``U`` on the padded grid (``(H + 2) * (W + 2)`` uint8, pixel ``(y, x)`` at
+    ``(y + 1) * wp + x + 1``, ``wp = W + 2``, the frame 0: OpenCV's zero frame); the component is given by
+    its first pixel in raster order, ``start`` (padded). The walk is OpenCV's border following
+    (Suzuki-Abe, as in ``findContours``): the first neighbour met clockwise from the left is the contour's
+    last pixel ``i1``; then from each pixel the next one is met counterclockwise, starting just past the
+    direction it came from, until the walk is back at the start coming from ``i1``. The shoelace sum of
+    that closed walk through pixel centres is ``2 contourArea`` (``CHAIN_APPROX_SIMPLE`` only drops
     collinear points). The walk sees only the component's own pixels and off pixels, so it costs the
-    perimeter. ``u`` is ``(H, W)`` uint8; pixels outside it are off (OpenCV's zero frame).
+    perimeter.
     """
+    step = (1, 1 - wp, -wp, -1 - wp, -1, wp - 1, wp, wp + 1)
     s = 4
     while True:
         s = (s - 1) & 7
-        if s == 4 or _on(u, x0 + _DX[s], y0 + _DY[s], level):
+        if s == 4 or value[start + step[s]] > level:
             break
     if s == 4:  # nothing on around the start (its left neighbour is off): a single pixel
         return 0
-    x1, y1 = x0 + _DX[s], y0 + _DY[s]
-    x, y, twice = x0, y0, 0
+    last = start + step[s]
+    p, x, y, twice = start, 0, 0, 0  # coordinates relative to the start: the shoelace sum does not change
     while True:
         t = s
         for k in range(1, 9):
             t = (s + k) & 7
-            if _on(u, x + _DX[t], y + _DY[t], level):
+            if value[p + step[t]] > level:
                 break
+        q = p + step[t]
         nx, ny = x + _DX[t], y + _DY[t]
         twice += x * ny - nx * y
-        if nx == x0 and ny == y0 and x == x1 and y == y1:
+        if q == start and p == last:
             break
-        x, y, s = nx, ny, (t + 4) & 7
+        p, x, y, s = q, nx, ny, (t + 4) & 7
     return abs(twice)
 
 
@@ -92,26 +91,35 @@ def _upper_area2(r: int, area: np.ndarray, euler: np.ndarray, box: np.ndarray) -
     return area[r] if euler[r] == 4 else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _beats(a: int, r: int, b: int, b_area: int, first: np.ndarray) -> bool:
+    """Whether area ``a`` of root ``r`` wins over area ``b_area`` of root ``b`` (-1: none) in OpenCV's order."""
+    return a > b_area or (a == b_area and b >= 0 and first[r] > first[b])
+
+
 @njit(cache=True, nogil=True)
 def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-                 box: np.ndarray, traced: np.ndarray, u: np.ndarray, level: int) -> int:
-    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns at ``u > level``.
+                 box: np.ndarray, traced: np.ndarray, value: np.ndarray, wp: int, level: int) -> int:
+    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns at ``U > level``.
 
     Areas are in half pixels. A root without hole (``euler == 4``) has filled area ``area`` exactly; a root
     with holes lies between ``max(area, traced)`` and its box's area ``2 (w - 1) (h - 1)``, where ``traced``
     is its exact filled area when it was last traced (0 at birth): a set only grows as the level falls, and
-    so does its filled area. With ``top`` the largest lower bound, the roots whose upper bound reaches
-    ``top`` are the candidates. One candidate wins outright. Otherwise the hole-free candidates are ranked
-    first, then the candidates with holes, largest upper bound first, are traced
-    (:func:`outer_contour_area2` from ``first``, the set's first pixel in padded coordinates) while their
-    upper bound can still win. Among equal areas the root whose first pixel comes last wins (OpenCV lists
-    top-level contours in reverse raster order). ``u`` is the ``(H, W)`` uint8 map; -1 only when nothing
-    is active.
+    so does its filled area. With ``top`` the largest lower bound, held by root ``t``, the roots whose upper
+    bound reaches ``top`` are the candidates. One candidate wins outright. Otherwise the hole-free
+    candidates are ranked first, then each other candidate with holes, largest upper bound first, is
+    traced (:func:`outer_contour_area2` from ``first``, its first pixel in padded coordinates) if its upper
+    bound can still beat both the best so far and ``t`` (at least ``top``); ``t`` itself is traced last,
+    only if its lower bound does not already win. Among equal areas the root whose first pixel comes last
+    wins (OpenCV lists top-level contours in reverse raster order). ``value`` is the padded map, ``wp``
+    its row length; -1 only when nothing is active.
     """
-    top = 0
+    top, t = -1, -1
     for i in range(n_active):
         r = active[i]
-        top = max(top, area[r] if euler[r] == 4 else max(area[r], traced[r]))
+        low = area[r] if euler[r] == 4 else max(area[r], traced[r])
+        if low > top:
+            top, t = low, r
     best, candidates, holed = -1, 0, 0
     for i in range(n_active):
         r = active[i]
@@ -127,14 +135,13 @@ def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.
     for i in range(n_active):
         r = active[i]
         high = _upper_area2(r, area, euler, box)
-        if high < top:
+        if high < top or r == t and euler[r] != 4:
             continue
         if euler[r] != 4:
             queue[n_queue], upper[n_queue] = r, high
             n_queue += 1
-        elif high > best_area or (high == best_area and first[r] > first[best]):
+        elif _beats(high, r, best, best_area, first):
             best, best_area = r, high
-    wp = u.shape[1] + 2
     while n_queue > 0:
         k = 0
         for j in range(1, n_queue):
@@ -143,13 +150,19 @@ def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.
         r, high = queue[k], upper[k]
         n_queue -= 1
         queue[k], upper[k] = queue[n_queue], upper[n_queue]
-        if high < best_area or (high == best_area and best >= 0 and first[r] < first[best]):
+        if not (_beats(high, r, best, best_area, first) and _beats(high, r, t, top, first)):
             continue
-        exact = outer_contour_area2(u, first[r] % wp - 1, first[r] // wp - 1, level)
+        exact = outer_contour_area2(value, wp, first[r], level)
         traced[r] = exact
-        if exact > best_area or (exact == best_area and first[r] > first[best]):
+        if _beats(exact, r, best, best_area, first):
             best, best_area = r, exact
-    return best
+    if euler[t] == 4 or not _beats(_upper_area2(t, area, euler, box), t, best, best_area, first):
+        return best
+    if _beats(top, t, best, best_area, first):
+        return t
+    exact = outer_contour_area2(value, wp, first[t], level)
+    traced[t] = exact
+    return t if _beats(exact, t, best, best_area, first) else best
 
 
 @njit(cache=True, nogil=True)

@@ -79,19 +79,34 @@ def _steps(want: np.ndarray, holes: bool) -> int:
 
 
 @njit(cache=True, nogil=True)
+def pad_uint8(u: np.ndarray, value: np.ndarray) -> None:
+    """Copy ``u`` ``(H, W)`` into ``value`` ``((H + 2) * (W + 2),)`` on the padded grid, the frame 0."""
+    height, width = u.shape
+    wp = width + 2
+    value[:wp] = 0
+    value[(height + 1) * wp:] = 0
+    for y in range(height):
+        row = (y + 1) * wp
+        value[row] = 0
+        value[row + wp - 1] = 0
+        for x in range(width):
+            value[row + 1 + x] = u[y, x]
+
+
+@njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
                   holes: bool, largest: bool, steps: int, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
                   pos: np.ndarray, touched: np.ndarray, out: np.ndarray, holed: np.ndarray, traced: np.ndarray,
-                  u: np.ndarray) -> None:
+                  value: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the components
     of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour :func:`.largest_root`
-    picks; ``traced`` holds its per-set traced areas, ``u`` is the map), left untouched where nothing is on; unless
-    ``largest``, ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add
-    at that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to 254, 4-connected,
+    picks; ``traced`` holds its per-set traced areas, ``value`` is the padded map), left untouched where
+    nothing is on; unless ``largest``, ``holed[level]`` says whether a component has a hole there (else the
+    hole sweep has nothing to add at that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to 254, 4-connected,
     the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the best IoU over the other
     sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered by birth (``label`` ``(n,)``
     holds each padded pixel's id at its arrival; the per-set arrays are indexed by id). V2 scores incrementally
@@ -178,7 +193,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = largest_root(active, n_active, area, euler, first, box, traced, u, level)
+            best = largest_root(active, n_active, area, euler, first, box, traced, value, wp, level)
             out[level] = score_of(best, grow, box, dirty, score, height, width, gt)
         else:
             held, held_by = best_of_active(active, n_active, touched, n_touched, pos, held_by, held, grow, box, dirty,
@@ -215,17 +230,19 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
             fill_holes_uint8(u, filled, head, label, seen, value)  # label: a work array here
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
+        if mode == 2 or mode == 4:  # V1 traces outer contours on the padded map
+            pad_uint8(u, value)
         fg[:] = -1.0
         holed[:] = False
         steps = NUM_LEVELS - 1 if mode == 3 else _steps(want[b], False)  # the floor labels every level
         _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, steps, want[b], boxes, height,
                       width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, fg, holed,
-                      traced, u)
+                      traced, value)
         holes[:] = 0.0
         if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height,
                           width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, holes,
-                          holed, traced, u)
+                          holed, traced, value)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:

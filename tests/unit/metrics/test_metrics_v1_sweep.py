@@ -149,6 +149,11 @@ def outer_areas_by_opencv(u: np.ndarray, level: int) -> list[tuple[int, int, flo
     return out
 
 
+def trace(u: np.ndarray, x: int, y: int, level: int) -> int:
+    """Twice the traced area of the component of ``u > level`` whose first pixel is ``(x, y)``."""
+    return outer_contour_area2(np.pad(u, 1).ravel(), u.shape[1] + 2, (y + 1) * (u.shape[1] + 2) + x + 1, level)
+
+
 def test_outer_contour_area_by_hand() -> None:
     u = np.zeros((9, 16), np.uint8)
     u[1:4, 1:4] = 9  # 3x3 square: area 4
@@ -159,7 +164,7 @@ def test_outer_contour_area_by_hand() -> None:
     u[5:9, 12:16] = 9  # 4x4 square in the corner with a one-pixel hole: area 9
     u[6, 13] = 0
     for x, y, want in [(1, 1, 8), (5, 1, 32), (11, 0, 0), (2, 7, 0), (12, 5, 18)]:
-        assert outer_contour_area2(u, x, y, 0) == want
+        assert trace(u, x, y, 0) == want
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -178,7 +183,7 @@ def test_outer_contour_area_equals_opencv(seed: int) -> None:
                 cv2.circle(u, center, int(rng.integers(0, 3)), int(rng.integers(0, 256)), -1)
         for level in np.unique(u)[:-1]:
             for x, y, area in outer_areas_by_opencv(u, int(level)):
-                assert outer_contour_area2(u, x, y, int(level)) == 2 * area, (u.tolist(), level, x, y)
+                assert trace(u, x, y, int(level)) == 2 * area, (u.tolist(), level, x, y)
 
 
 def ring(u: np.ndarray, y0: int, x0: int, size: int, value: int = 200, thickness: int = 1) -> None:
