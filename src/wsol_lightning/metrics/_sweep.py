@@ -102,17 +102,17 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                   value: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
-    Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the components
-    of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour :func:`.largest_root`
-    picks; ``traced`` holds its per-set traced areas, ``value`` is the padded map), left untouched where
-    nothing is on; unless ``largest``, ``holed[level]`` says whether a component has a hole there (else the
-    hole sweep has nothing to add at that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to 254, 4-connected,
-    the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the best IoU over the other
-    sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered by birth (``label`` ``(n,)``
-    holds each padded pixel's id at its arrival; the per-set arrays are indexed by id). V2 scores incrementally
-    (:func:`.best_of_active`) and tells holes from the summed Euler number of all live sets (it has holes iff the
-    sum is below 4 per set). Arrays are passed one by one (a tuple of arrays costs a reference count per call in
-    numba).
+    Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
+    components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
+    :func:`.largest_root` picks; ``traced`` holds its per-set traced areas, ``value`` is the padded map), left
+    untouched where nothing is on; unless ``largest``, ``holed[level]`` says whether a component has a hole
+    there (else the hole sweep has nothing to add at that level). The sweep stops after ``steps`` values
+    (:func:`_steps`). Holes: values 0 up to 254, 4-connected, the frame one set (id 0: the oldest, so it stays
+    root; never active); ``out[v]`` is the best IoU over the other sets' hole boxes (grown by one pixel). The
+    union-find runs on set ids numbered by birth (``label`` ``(n,)`` holds each padded pixel's id at its
+    arrival; the per-set arrays are indexed by id). V2 scores incrementally (:func:`.best_of_active`) and tells
+    holes from the summed Euler number of all live sets (it has holes iff the sum is below 4 per set). Arrays
+    are passed one by one (a tuple of arrays costs a reference count per call in numba).
     """
     wp = width + 2
     offs = ring_offsets(wp)
