@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsol_lightning.metrics._jit import njit
+from wsol_lightning.metrics._unionfind import find
 
 
 @njit(cache=True, nogil=True)
@@ -91,6 +92,21 @@ def _upper_area2(r: int, area: np.ndarray, euler: np.ndarray, box: np.ndarray) -
     return area[r] if euler[r] == 4 else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
 
 
+@njit(cache=True, nogil=True)
+def first_pixel(r: int, box: np.ndarray, value: np.ndarray, wp: int, label: np.ndarray, parent: np.ndarray,
+                level: int) -> int:
+    """Root ``r``'s first pixel in raster order (padded index): its leftmost pixel on its box's top row.
+
+    ``value`` is the padded map; a pixel above ``level`` has arrived, so ``label`` and ``parent`` give its set.
+    """
+    row = box[r, 1] * wp
+    for x in range(box[r, 0], box[r, 2] + 1):
+        q = row + x
+        if value[q] > level and find(parent, label[q]) == r:
+            return q
+    return -1
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _beats(a: int, r: int, b: int, b_area: int, first: np.ndarray) -> bool:
     """Whether area ``a`` of root ``r`` wins over area ``b_area`` of root ``b`` (-1: none) in OpenCV's order."""
@@ -99,7 +115,8 @@ def _beats(a: int, r: int, b: int, b_area: int, first: np.ndarray) -> bool:
 
 @njit(cache=True, nogil=True)
 def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-                 box: np.ndarray, traced: np.ndarray, value: np.ndarray, wp: int, level: int) -> int:
+                 box: np.ndarray, traced: np.ndarray, value: np.ndarray, wp: int, label: np.ndarray,
+                 parent: np.ndarray, level: int) -> int:
     """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns at ``U > level``.
 
     Areas are in half pixels. A root without hole (``euler == 4``) has filled area ``area`` exactly; a root
@@ -108,7 +125,8 @@ def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.
     so does its filled area. With ``top`` the largest lower bound, held by root ``t``, the roots whose upper
     bound reaches ``top`` are the candidates. One candidate wins outright. Otherwise the hole-free
     candidates are ranked first, then each other candidate with holes, largest upper bound first, is
-    traced (:func:`outer_contour_area2` from ``first``, its first pixel in padded coordinates) if its upper
+    traced (:func:`outer_contour_area2` from its first pixel, which :func:`first_pixel` writes into
+    ``first`` for every candidate: the sweep does not keep it per pixel) if its upper
     bound can still beat both the best so far and ``t`` (at least ``top``); ``t`` itself is traced last,
     only if its lower bound does not already win. Among equal areas the root whose first pixel comes last
     wins (OpenCV lists top-level contours in reverse raster order). ``value`` is the padded map, ``wp``
@@ -135,7 +153,10 @@ def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.
     for i in range(n_active):
         r = active[i]
         high = _upper_area2(r, area, euler, box)
-        if high < top or r == t and euler[r] != 4:
+        if high < top:
+            continue
+        first[r] = first_pixel(r, box, value, wp, label, parent, level)
+        if r == t and euler[r] != 4:
             continue
         if euler[r] != 4:
             queue[n_queue], upper[n_queue] = r, high

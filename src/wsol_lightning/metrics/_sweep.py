@@ -174,8 +174,6 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                     a = area2[m]
                     if a != 0:
                         area[root] += a
-                    if p < first[root]:
-                        first[root] = p
             # Compare first, store rarely: a pixel seldom widens its set's box (no store-to-load chain).
             if px < box[root, 0]:
                 box[root, 0] = px
@@ -193,7 +191,8 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = largest_root(active, n_active, area, euler, first, box, traced, value, wp, level)
+            best = largest_root(active, n_active, area, euler, first, box, traced, value, wp, label, parent,
+                                level)
             out[level] = score_of(best, grow, box, dirty, score, height, width, gt)
         else:
             held, held_by = best_of_active(active, n_active, touched, n_touched, pos, held_by, held, grow, box, dirty,

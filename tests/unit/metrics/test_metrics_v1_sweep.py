@@ -214,3 +214,28 @@ def test_nested_rings_and_boxes_holding_other_components() -> None:
     v[4:7, 5:12] = 200
     ring(v, 0, 13, 3, 60)  # a one-pixel ring touching the border
     assert_v1_matches_opencv(v)
+
+
+@pytest.mark.parametrize("values", [(200, 180), (180, 200), (200, 200)])
+def test_equal_rings_on_one_row_go_to_the_right_one(values: tuple[int, int]) -> None:
+    # Both rings start on the same row; the right one starts last, so it wins the tie at every level where
+    # both are on, whichever was born first in the sweep.
+    u = np.zeros((9, 20), np.uint8)
+    ring(u, 1, 1, 6, values[0])
+    ring(u, 1, 12, 6, values[1])
+    u[1:3, 8:10] = 90
+    u[3, 3] = 250
+    assert_v1_matches_opencv(u)
+    assert_v1_matches_opencv(np.ascontiguousarray(u[:, ::-1]))
+
+
+@pytest.mark.parametrize("square", [4, 5, 6])
+def test_first_pixel_is_the_components_own(square: int) -> None:
+    # The ring's box holds a foreign pixel on its top row, left of the ring's own first pixel; a solid
+    # square of about the ring's filled area forces the ring's contour to be traced.
+    u = np.zeros((12, 20), np.uint8)
+    u[1:3, 6:10] = 200  # the ring's top: its first pixel is (6, 1)
+    ring(u, 3, 1, 7, 200)  # the ring's body: x from 1, so its box starts left of (6, 1)
+    u[1, 2] = 220  # a foreign pixel on the ring's top row, inside its box
+    u[3:3 + square, 12:12 + square] = 150
+    assert_v1_matches_opencv(u)
