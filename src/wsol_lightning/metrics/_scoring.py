@@ -42,9 +42,10 @@ def score_of(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.nd
     return score[r]
 
 
-# Chain codes 0-7 (OpenCV's order): right, up-right, up, up-left, left, down-left, down, down-right.
-_DX = (1, 1, 0, -1, -1, -1, 0, 1)
-_DY = (0, -1, -1, -1, 0, 1, 1, 1)
+# Chain codes 0-7 (OpenCV's order): right, up-right, up, up-left, left, down-left, down, down-right; twice,
+# so that a counterclockwise search from any code runs on without wrapping.
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1] * 2, np.int64)
+_DY = np.array([0, -1, -1, -1, 0, 1, 1, 1] * 2, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -61,7 +62,7 @@ def outer_contour_area2(value: np.ndarray, wp: int, start: int, level: int) -> i
     collinear points). The walk sees only the component's own pixels and off pixels, so it costs the
     perimeter.
     """
-    step = (1, 1 - wp, -wp, -1 - wp, -1, wp - 1, wp, wp + 1)
+    step = _DX + _DY * wp
     s = 4
     while True:
         s = (s - 1) & 7
@@ -72,11 +73,10 @@ def outer_contour_area2(value: np.ndarray, wp: int, start: int, level: int) -> i
     last = start + step[s]
     p, x, y, twice = start, 0, 0, 0  # coordinates relative to the start: the shoelace sum does not change
     while True:
-        t = s
-        for k in range(1, 9):
-            t = (s + k) & 7
-            if value[p + step[t]] > level:
-                break
+        t = s + 1
+        while value[p + step[t]] <= level:  # stops by s + 8 at the latest: the pixel it came from is on
+            t += 1
+        t &= 7
         q = p + step[t]
         nx, ny = x + _DX[t], y + _DY[t]
         twice += x * ny - nx * y
