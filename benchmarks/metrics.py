@@ -11,8 +11,8 @@ contour) and interval, the script times
   minimal ``munch`` is provided if absent). Skipped when no clone is given.
 * ``ours``: ``MaxBoxAcc.update`` on the same float maps (validation, quantisation, sweep, counters).
 * ``floor``: quantisation plus one union-find labelling pass over the map, scoring nothing.
-* ``sweep``: the sweep kernel alone on the quantised maps (V1: before the levels it leaves to OpenCV), so
-  ``ours - sweep`` is validation, quantisation, the V1 OpenCV settling and the counters.
+* ``sweep``: the sweep kernel alone on the quantised maps (V1 included: it traces the contours it needs
+  itself, no OpenCV call), so ``ours - sweep`` is validation, quantisation and the counters.
 
 and checks that the reference's per-threshold hit counters equal ours before printing each row.
 Everything runs on one thread (torch, OpenCV, the sweep); times are this process's CPU time per image.
@@ -117,7 +117,7 @@ def best_time(fn: Callable[..., np.ndarray], repeat: int, *args: object) -> tupl
 
 
 def sweep_only(maps: np.ndarray, boxes: list[np.ndarray], interval: float, multi: bool) -> np.ndarray:
-    """The sweep kernel alone (what ``update`` runs between quantisation and the V1 OpenCV settling)."""
+    """The sweep kernel alone (what ``update`` runs after quantisation, before the counters)."""
     u = quantize_maps(maps)
     gt, offsets = check_boxes(boxes, len(maps))
     levels = (cam_thresholds(interval)[None, :] * u.reshape(len(u), -1).max(axis=1)[:, None]).astype(np.int64)

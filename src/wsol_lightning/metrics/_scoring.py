@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsol_lightning.metrics._jit import njit
+from wsol_lightning.metrics._unionfind import find
 
 
 @njit(cache=True, nogil=True)
@@ -41,32 +42,148 @@ def score_of(r: int, grow: int, box: np.ndarray, dirty: np.ndarray, score: np.nd
     return score[r]
 
 
+# Chain codes 0-7 (OpenCV's order): right, up-right, up, up-left, left, down-left, down, down-right; twice,
+# so that a counterclockwise search from any code runs on without wrapping.
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1] * 2, np.int64)
+_DY = np.array([0, -1, -1, -1, 0, 1, 1, 1] * 2, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def outer_contour_area2(value: np.ndarray, wp: int, start: int, level: int) -> int:
+    """Twice ``cv2.contourArea`` of the outer contour of a component of ``U > level``.
+
+    ``value`` is ``U`` on the padded grid (``(H + 2) * (W + 2)`` uint8, pixel ``(y, x)`` at
+    ``(y + 1) * wp + x + 1``, ``wp = W + 2``, the frame 0: OpenCV's zero frame); the component is given by
+    its first pixel in raster order, ``start`` (padded). The walk is OpenCV's border following
+    (Suzuki-Abe, as in ``findContours``): the first neighbour met clockwise from the left is the contour's
+    last pixel ``i1``; then from each pixel the next one is met counterclockwise, starting just past the
+    direction it came from, until the walk is back at the start coming from ``i1``. The shoelace sum of
+    that closed walk through pixel centres is ``2 contourArea`` (``CHAIN_APPROX_SIMPLE`` only drops
+    collinear points). The walk sees only the component's own pixels and off pixels, so it costs the
+    perimeter.
+    """
+    step = _DX + _DY * wp
+    s = 4
+    while True:
+        s = (s - 1) & 7
+        if s == 4 or value[start + step[s]] > level:
+            break
+    if s == 4:  # nothing on around the start (its left neighbour is off): a single pixel
+        return 0
+    last = start + step[s]
+    p, x, y, twice = start, 0, 0, 0  # coordinates relative to the start: the shoelace sum does not change
+    while True:
+        t = s + 1
+        while value[p + step[t]] <= level:  # stops by s + 8 at the latest: the pixel it came from is on
+            t += 1
+        t &= 7
+        q = p + step[t]
+        nx, ny = x + _DX[t], y + _DY[t]
+        twice += x * ny - nx * y
+        if q == start and p == last:
+            break
+        p, x, y, s = q, nx, ny, (t + 4) & 7
+    return abs(twice)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _upper_area2(r: int, area: np.ndarray, euler: np.ndarray, box: np.ndarray) -> int:
+    """Upper bound of root ``r``'s filled area (half pixels): exact without hole, else its box's area."""
+    return area[r] if euler[r] == 4 else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
+
+
+@njit(cache=True, nogil=True)
+def first_pixel(r: int, box: np.ndarray, value: np.ndarray, wp: int, label: np.ndarray, parent: np.ndarray,
+                level: int) -> int:
+    """Root ``r``'s first pixel in raster order (padded index): its leftmost pixel on its box's top row.
+
+    ``value`` is the padded map; a pixel above ``level`` has arrived, so ``label`` and ``parent`` give its set.
+    """
+    row = box[r, 1] * wp
+    for x in range(box[r, 0], box[r, 2] + 1):
+        q = row + x
+        if value[q] > level and find(parent, label[q]) == r:
+            return q
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _beats(a: int, r: int, b: int, b_area: int, first: np.ndarray) -> bool:
+    """Whether area ``a`` of root ``r`` wins over area ``b_area`` of root ``b`` (-1: none) in OpenCV's order."""
+    return a > b_area or (a == b_area and b >= 0 and first[r] > first[b])
+
+
 @njit(cache=True, nogil=True)
 def largest_root(active: np.ndarray, n_active: int, area: np.ndarray, euler: np.ndarray, first: np.ndarray,
-             box: np.ndarray) -> int:
-    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns, or -1 if unsure.
+                 box: np.ndarray, traced: np.ndarray, value: np.ndarray, wp: int, label: np.ndarray,
+                 parent: np.ndarray, level: int) -> int:
+    """The root whose outer contour OpenCV's ``max(contours, key=contourArea)`` returns at ``U > level``.
 
-    A root without hole (``euler == 4``) has filled area ``area`` exactly; a root with holes lies between
-    ``area`` and its box's area ``2 (w - 1) (h - 1)`` (half pixels). With ``top`` the largest lower bound,
-    the roots whose upper bound reaches ``top`` are the candidates: one candidate wins; several hole-free
-    candidates of area ``top`` tie and the one whose first pixel comes last wins; otherwise -1 (an
-    OpenCV call decides that level).
+    Areas are in half pixels. A root without hole (``euler == 4``) has filled area ``area`` exactly; a root
+    with holes lies between ``max(area, traced)`` and its box's area ``2 (w - 1) (h - 1)``, where ``traced``
+    is its exact filled area when it was last traced (0 at birth): a set only grows as the level falls, and
+    so does its filled area. With ``top`` the largest lower bound, held by root ``t``, the roots whose upper
+    bound reaches ``top`` are the candidates. One candidate wins outright. Otherwise the hole-free
+    candidates are ranked first, then each other candidate with holes, largest upper bound first, is
+    traced (:func:`outer_contour_area2` from its first pixel, which :func:`first_pixel` writes into
+    ``first`` for every candidate: the sweep does not keep it per pixel) if its upper
+    bound can still beat both the best so far and ``t`` (at least ``top``); ``t`` itself is traced last,
+    only if its lower bound does not already win. Among equal areas the root whose first pixel comes last
+    wins (OpenCV lists top-level contours in reverse raster order). ``value`` is the padded map, ``wp``
+    its row length; -1 only when nothing is active.
     """
-    top = 0
-    for i in range(n_active):
-        top = max(top, area[active[i]])
-    best, candidates, exact = -1, 0, True
+    top, t = -1, -1
     for i in range(n_active):
         r = active[i]
-        hole_free = euler[r] == 4
-        high = area[r] if hole_free else 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])
+        low = area[r] if euler[r] == 4 else max(area[r], traced[r])
+        if low > top:
+            top, t = low, r
+    best, candidates, holed = -1, 0, 0
+    for i in range(n_active):
+        r = active[i]
+        if _upper_area2(r, area, euler, box) >= top:
+            candidates += 1
+            holed += euler[r] != 4
+            best = r
+    if candidates <= 1:
+        return best
+    best, best_area = -1, -1
+    queue, upper = np.empty(holed, np.int64), np.empty(holed, np.int64)
+    n_queue = 0
+    for i in range(n_active):
+        r = active[i]
+        high = _upper_area2(r, area, euler, box)
         if high < top:
             continue
-        candidates += 1
-        exact = exact and hole_free and area[r] == top
-        if best < 0 or first[r] > first[best]:
-            best = r
-    return best if candidates == 1 or exact else -1
+        first[r] = first_pixel(r, box, value, wp, label, parent, level)
+        if r == t and euler[r] != 4:
+            continue
+        if euler[r] != 4:
+            queue[n_queue], upper[n_queue] = r, high
+            n_queue += 1
+        elif _beats(high, r, best, best_area, first):
+            best, best_area = r, high
+    while n_queue > 0:
+        k = 0
+        for j in range(1, n_queue):
+            if upper[j] > upper[k]:
+                k = j
+        r, high = queue[k], upper[k]
+        n_queue -= 1
+        queue[k], upper[k] = queue[n_queue], upper[n_queue]
+        if not (_beats(high, r, best, best_area, first) and _beats(high, r, t, top, first)):
+            continue
+        exact = outer_contour_area2(value, wp, first[r], level)
+        traced[r] = exact
+        if _beats(exact, r, best, best_area, first):
+            best, best_area = r, exact
+    if euler[t] == 4 or not _beats(_upper_area2(t, area, euler, box), t, best, best_area, first):
+        return best
+    if _beats(top, t, best, best_area, first):
+        return t
+    exact = outer_contour_area2(value, wp, first[t], level)
+    traced[t] = exact
+    return t if _beats(exact, t, best, best_area, first) else best
 
 
 @njit(cache=True, nogil=True)

@@ -28,12 +28,14 @@ first, so among equal areas the component whose first pixel comes last wins.
 
 So the V1 sweep keeps, per root, the window area of its own pixels and Gray's bit-quad Euler number
 (components minus holes, also a 2x2-window sum): a root without a hole knows its ``contourArea`` exactly;
-a root with holes only lies between its own area and its box's ``(w - 1)(h - 1)``. A level whose largest
-contour these bounds settle is scored in the sweep; the others (a component with holes could be the
-largest) are left NaN and decided by the caller (:func:`.functional.best_iou_per_level`): OpenCV at those
-levels, or, when there are many, ``mode="largest_filled"``, the same sweep over the hole-filled map ``F``
-of :mod:`._fill` (``F > L`` has the top-level components of ``U > L``, filled: every area exact). The
-unit tests check all of this against OpenCV on adversarial maps (ties, holes, nesting, lines, diagonals).
+a root with holes lies between its own area (or its last traced area: a set and its filled area only grow
+as the level falls) and its box's ``(w - 1)(h - 1)``. Where these bounds leave more than one candidate,
+:func:`._scoring.largest_root` traces the outer contour of each candidate with holes, as OpenCV does, from
+its first pixel (:func:`._scoring.outer_contour_area2`: the walk costs the perimeter, not the map), so V1
+needs no OpenCV call. ``mode="largest_filled"`` is the same sweep over the hole-filled map ``F`` of
+:mod:`._fill` (``F > L`` has the top-level components of ``U > L``, filled: every area exact), kept as a
+second, independent V1 for the tests. The unit tests check all of this against OpenCV on adversarial maps
+(ties, holes, nesting, lines, diagonals).
 
 ``mode="external"`` gives OpenCV ``RETR_EXTERNAL`` for V2: the sweep over ``F`` boxing every root.
 """
@@ -77,24 +79,40 @@ def _steps(want: np.ndarray, holes: bool) -> int:
 
 
 @njit(cache=True, nogil=True)
+def pad_uint8(u: np.ndarray, value: np.ndarray) -> None:
+    """Copy ``u`` ``(H, W)`` into ``value`` ``((H + 2) * (W + 2),)`` on the padded grid, the frame 0."""
+    height, width = u.shape
+    wp = width + 2
+    value[:wp] = 0
+    value[(height + 1) * wp:] = 0
+    for y in range(height):
+        row = (y + 1) * wp
+        value[row] = 0
+        value[row + wp - 1] = 0
+        for x in range(width):
+            value[row + 1 + x] = u[y, x]
+
+
+@njit(cache=True, nogil=True)
 def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.ndarray, mask: np.ndarray,
                   holes: bool, largest: bool, steps: int, want: np.ndarray, gt: np.ndarray, height: int, width: int,
                   label: np.ndarray, parent: np.ndarray, box: np.ndarray, area: np.ndarray,
                   first: np.ndarray, euler: np.ndarray, score: np.ndarray, dirty: np.ndarray, active: np.ndarray,
-                  pos: np.ndarray, touched: np.ndarray, out: np.ndarray, holed: np.ndarray) -> None:
+                  pos: np.ndarray, touched: np.ndarray, out: np.ndarray, holed: np.ndarray, traced: np.ndarray,
+                  value: np.ndarray) -> None:
     """One union-find sweep, scoring each wanted level's components into ``out`` ``(256,)``.
 
     Foreground (``holes=False``): values 255 down to 1, 8-connected; after value ``v`` the sets are the
     components of ``U > v - 1``; ``out[v - 1]`` is the best IoU over them (``largest``: of the contour
-    :func:`.largest_root` picks, NaN where it is unsure), left untouched where nothing is on; unless ``largest``,
-    ``holed[level]`` says whether a component has a hole there (else the hole sweep has nothing to add at
-    that level). The sweep stops after ``steps`` values (:func:`_steps`). Holes: values 0 up to
-    254, 4-connected, the frame one set (id 0: the oldest, so it stays root; never active); ``out[v]`` is the
-    best IoU over the other sets' hole boxes (grown by one pixel). The union-find runs on set ids numbered
-    by birth (``label`` ``(n,)`` holds each padded pixel's id at its arrival; the per-set arrays are indexed
-    by id). V2 scores incrementally (:func:`.best_of_active`) and tells holes from the summed Euler number of
-    all live sets (it has holes iff the sum is below 4 per set). Arrays are passed one by one (a tuple of
-    arrays costs a reference count per call in numba).
+    :func:`.largest_root` picks; ``traced`` holds its per-set traced areas, ``value`` is the padded map), left
+    untouched where nothing is on; unless ``largest``, ``holed[level]`` says whether a component has a hole
+    there (else the hole sweep has nothing to add at that level). The sweep stops after ``steps`` values
+    (:func:`_steps`). Holes: values 0 up to 254, 4-connected, the frame one set (id 0: the oldest, so it stays
+    root; never active); ``out[v]`` is the best IoU over the other sets' hole boxes (grown by one pixel). The
+    union-find runs on set ids numbered by birth (``label`` ``(n,)`` holds each padded pixel's id at its
+    arrival; the per-set arrays are indexed by id). V2 scores incrementally (:func:`.best_of_active`) and tells
+    holes from the summed Euler number of all live sets (it has holes iff the sum is below 4 per set). Arrays
+    are passed one by one (a tuple of arrays costs a reference count per call in numba).
     """
     wp = width + 2
     offs = ring_offsets(wp)
@@ -129,6 +147,7 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                 parent[r] = r
                 area[r] = 0
                 euler[r] = 4
+                traced[r] = 0
                 first[r] = p
                 box[r, 0], box[r, 1], box[r, 2], box[r, 3] = px, py, px, py
                 dirty[r] = False
@@ -155,8 +174,6 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
                     a = area2[m]
                     if a != 0:
                         area[root] += a
-                    if p < first[root]:
-                        first[root] = p
             # Compare first, store rarely: a pixel seldom widens its set's box (no store-to-load chain).
             if px < box[root, 0]:
                 box[root, 0] = px
@@ -174,8 +191,9 @@ def _sweep_levels(order: np.ndarray, ox: np.ndarray, oy: np.ndarray, starts: np.
         if not want[level] or n_active == 0:
             continue
         if largest:
-            best = largest_root(active, n_active, area, euler, first, box)
-            out[level] = np.nan if best < 0 else score_of(best, grow, box, dirty, score, height, width, gt)
+            best = largest_root(active, n_active, area, euler, first, box, traced, value, wp, label, parent,
+                                level)
+            out[level] = score_of(best, grow, box, dirty, score, height, width, gt)
         else:
             held, held_by = best_of_active(active, n_active, touched, n_touched, pos, held_by, held, grow, box, dirty,
                                            score, height, width, gt)
@@ -194,7 +212,7 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
     label, parent = np.empty(n, np.int32), np.empty(n, np.int32)
     box = np.zeros((n, 4), np.int32)
     area, first, score = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.float64)
-    euler = np.zeros(n, np.int64)
+    euler, traced = np.zeros(n, np.int64), np.zeros(n, np.int64)
     dirty, active, pos = np.zeros(n, np.bool_), np.empty(n, np.int32), np.full(n, -1, np.int32)
     touched = np.empty(n, np.int32)
     order = np.empty(height * width, np.int32)
@@ -211,21 +229,23 @@ def _sweep_batch(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, want:
             fill_holes_uint8(u, filled, head, label, seen, value)  # label: a work array here
             u = filled
         prepare(u, order, ox, oy, starts, mask_fg, mask_bg, mode == 0)
+        if mode == 2 or mode == 4:  # V1 traces outer contours on the padded map
+            pad_uint8(u, value)
         fg[:] = -1.0
         holed[:] = False
         steps = NUM_LEVELS - 1 if mode == 3 else _steps(want[b], False)  # the floor labels every level
         _sweep_levels(order, ox, oy, starts, mask_fg, False, mode == 2 or mode == 4, steps, want[b], boxes, height,
-                      width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, fg, holed)
+                      width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, fg, holed,
+                      traced, value)
         holes[:] = 0.0
         if mode == 0 and holed.any():  # only the levels with a hole, and only up to the last of them
             _sweep_levels(order, ox, oy, starts, mask_bg, True, False, _steps(holed, True), holed, boxes, height,
                           width, label, parent, box, area, first, euler, score, dirty, active, pos, touched, holes,
-                          holed)
+                          holed, traced, value)
         empty = box_best_iou(0, 0, 0, 0, boxes)
         for level in range(NUM_LEVELS):
             if want[b, level]:
-                unsure = np.isnan(fg[level])
-                out[b, level] = fg[level] if unsure else empty if fg[level] < 0.0 else max(fg[level], holes[level])
+                out[b, level] = empty if fg[level] < 0.0 else max(fg[level], holes[level])
 
 
 def best_iou_per_level_sweep(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, mode: str = "tree",
@@ -240,10 +260,9 @@ def best_iou_per_level_sweep(maps: np.ndarray, gt: np.ndarray, gt_offsets: np.nd
         gt: ``(M, 4)`` int64 GT boxes of the whole batch, ``x0, y0, x1, y1`` inclusive.
         gt_offsets: ``(B + 1,)`` int64; image ``b`` owns ``gt[gt_offsets[b]:gt_offsets[b + 1]]``.
         mode: ``"tree"`` (every RETR_TREE contour, holes included), ``"external"`` (RETR_EXTERNAL),
-            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1; NaN at a level where a
-            component with holes could be the largest), ``"largest_filled"`` (V1 on the hole-filled map:
-            never NaN, one more pass) or ``"one_pass"`` (outer contours of ``U > L`` without the hole sweep:
-            one labelling pass, for benchmarks).
+            ``"largest"`` (the first largest contour by ``cv2.contourArea``, V1), ``"largest_filled"`` (V1
+            on the hole-filled map: one more pass) or ``"one_pass"`` (outer contours of ``U > L`` without
+            the hole sweep: one labelling pass, for benchmarks).
         want: optional ``(B, 256)`` bool, the levels to score (the others are left at 0); default all.
         num_threads: worker threads (1 = run in the calling thread).
 

@@ -181,30 +181,6 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
-_OPENCV_LEVELS_PER_FILLED_SWEEP = 10  # a RETR_EXTERNAL level (70-85 us CPU) vs fill + filled sweep (~0.95 ms)
-
-
-def _settle_with_opencv(u: np.ndarray, gt: np.ndarray, offsets: np.ndarray, per_level: np.ndarray) -> np.ndarray:
-    """Replace the V1 sweep's NaN levels (largest contour not certain from areas alone) by exact values.
-
-    The sweep knows a component's exact ``contourArea`` unless the component has a hole; where a component
-    with holes could be the largest, the level is left NaN. An image with few such levels asks OpenCV at
-    those levels, as wsolevaluation does; one with many reruns the sweep on its hole-filled map (no hole,
-    so every area is exact; ``mode="largest_filled"``). The OpenCV call lists the outer contours only
-    (``RETR_EXTERNAL``, ~30% cheaper): the first largest contour of ``RETR_TREE`` is a top-level outer
-    contour, and both modes list those in the same order (tested on tie-heavy maps).
-    """
-    unsure = np.isnan(per_level)
-    for b in np.flatnonzero(unsure.sum(axis=1) > _OPENCV_LEVELS_PER_FILLED_SWEEP):
-        filled = best_iou_per_level_sweep(u[b:b + 1], gt, offsets[b:b + 2], "largest_filled", unsure[b:b + 1], 1)
-        per_level[b, unsure[b]] = filled[0, unsure[b]]
-        unsure[b] = False
-    for b, level in np.argwhere(unsure):
-        box = boxes_from_map(u[b], int(level), multi_contour=False, outer_only=True)
-        per_level[b, level] = iou_matrix(box, gt[offsets[b]:offsets[b + 1]]).max()
-    return per_level
-
-
 def _sweep_mode(multi_contour: bool, outer_only: bool) -> str:
     if not multi_contour:
         return "largest"  # V1; its largest contour is always an outer one, so outer_only changes nothing
@@ -234,9 +210,7 @@ def best_iou_per_level(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], multi
     """
     u = np.ascontiguousarray(maps_uint8, dtype=np.uint8)
     gt, offsets = check_boxes(boxes, u.shape[0])
-    per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), None,
-                                         num_threads)
-    return _settle_with_opencv(u, gt, offsets, per_level)
+    return best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), None, num_threads)
 
 
 def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], thresholds: np.ndarray,
@@ -266,7 +240,7 @@ def best_iou_per_threshold(maps_uint8: np.ndarray, boxes: Sequence[ArrayLike], t
     np.put_along_axis(want, levels, True, axis=1)
     per_level = best_iou_per_level_sweep(u, gt, offsets, _sweep_mode(multi_contour, outer_only), want,
                                          num_threads)
-    return np.take_along_axis(_settle_with_opencv(u, gt, offsets, per_level), levels, axis=1)
+    return np.take_along_axis(per_level, levels, axis=1)
 
 
 def scale_boxes_wsolevaluation(boxes: ArrayLike, orig_wh: Sequence[float],

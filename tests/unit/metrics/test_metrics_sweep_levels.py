@@ -5,7 +5,8 @@
 * V2 rescans only the sets touched since the last scored level while the set holding the best IoU is
   unchanged (not merged away, box not widened).
 * The hole-filled map (``_fill``) is a padded priority flood.
-* V1's OpenCV settling asks ``RETR_EXTERNAL``: its first largest contour must be ``RETR_TREE``'s.
+* V1's first largest contour is a top-level outer one: ``RETR_EXTERNAL``'s is ``RETR_TREE``'s (the sweep
+  and its contour walk rely on it).
 
 Every expected value comes from OpenCV (``functional.boxes_from_map``: ``findContours`` at one level) or, for
 the fill, from ``cv2.floodFill`` of each binary level.
