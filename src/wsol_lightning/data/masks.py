@@ -8,6 +8,7 @@ decoded by OpenCV, which gives the same array as Pillow for that format and is f
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def read_gray(path: Path, palette: bool = False) -> np.ndarray:
         if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8:
             return mask
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:  # the bytes already read: no second read of the file
             if palette and im.mode == "P":
                 return np.array(im)
             return np.array(im if im.mode == "L" else im.convert("L"))
